@@ -1,0 +1,92 @@
+"""Serialization rules: plain JSON on the wire, never pickle, never eval.
+
+Publishing (``encode``):
+
+- ``bytes``, ``bytearray`` and ``memoryview`` are sent exactly as given (binary stays binary).
+- Everything else is encoded as JSON with orjson: dicts, lists, tuples (as lists), ``str``
+  (as a JSON string, quotes included), numbers, booleans, ``None``, plus what orjson knows
+  (datetime, UUID, dataclasses, numpy arrays). Integers beyond 64 bits fall back to the
+  standard library's JSON encoder. Anything else raises ``SerializationError``.
+
+Receiving (``decode``, mode ``"auto"``, the default):
+
+- a payload that parses as JSON becomes that Python value, so every JSON value published by
+  the toolkit round-trips exactly, and ``json.dumps`` output from any other client decodes
+  naturally;
+- a payload that is not JSON but is UTF-8 becomes ``str`` (``redis-cli PUBLISH ch hello``
+  arrives as ``"hello"``);
+- anything else arrives as ``bytes``, untouched.
+
+Mode ``"json"`` counts a non-JSON payload as a decode error and does not deliver it; mode
+``"raw"`` delivers the payload bytes as they came.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import orjson
+
+from .exceptions import SerializationError
+
+DECODE_MODES = ("auto", "json", "raw")
+
+_OPTIONS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
+_dumps = orjson.dumps
+_loads = orjson.loads
+JSONDecodeError = orjson.JSONDecodeError
+
+
+class NotJSON(Exception):
+    """Internal: a payload is not JSON (mode ``"json"`` counts it as a decode error)."""
+
+
+def encode(value: Any) -> bytes:
+    """Encode ``value`` for the wire following the module's rules."""
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, (bytearray, memoryview)):
+        return bytes(value)
+    try:
+        return _dumps(value, option=_OPTIONS)
+    except orjson.JSONEncodeError as exc:
+        try:
+            # Integers over 64 bits are valid JSON that orjson refuses to write.
+            return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+        except (TypeError, ValueError, RecursionError):
+            pass
+        raise SerializationError(
+            f"cannot encode a value of type {type(value).__name__} as JSON: {exc}; "
+            "publish bytes to send binary data as it is"
+        ) from exc
+
+
+def decode_fallback(payload: bytes) -> Any:
+    """Decode a payload orjson refused: big-integer JSON, else text, else bytes."""
+    try:
+        text = payload.decode("utf-8")
+    except UnicodeDecodeError:
+        return payload
+    head = text.lstrip()[:1]
+    if head and head in '[{-0123456789':
+        try:
+            return json.loads(text)
+        except (ValueError, RecursionError):
+            pass
+    return text
+
+
+def decode(payload: bytes, mode: str = "auto") -> Any:
+    """Decode one payload (see the module docstring for the rules)."""
+    if mode == "raw":
+        return payload
+    try:
+        return _loads(payload)
+    except JSONDecodeError:
+        if mode == "json":
+            try:
+                return json.loads(payload)
+            except (ValueError, RecursionError) as exc:
+                raise NotJSON(str(exc)) from None
+        return decode_fallback(payload)

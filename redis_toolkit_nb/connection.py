@@ -1,0 +1,76 @@
+"""Where to connect: an explicit URL, ``REDIS_URL``, localhost, else the embedded server."""
+
+from __future__ import annotations
+
+import os
+import threading
+
+import redis
+
+from . import embedded
+from ._urls import mask_url
+from .exceptions import ToolkitConnectionError
+from .options import RedisOptions
+
+DEFAULT_URL = "redis://localhost:6379/0"
+DEFAULT_HOST, DEFAULT_PORT = "localhost", 6379
+
+_resolved_default: str | None = None
+_resolve_lock = threading.Lock()
+
+
+def resolve_url(url: str | None = None) -> str:
+    """The URL to use: ``url``, else ``$REDIS_URL``, else localhost:6379 when a server
+    answers there, else the embedded default server (started once per process).
+
+    An explicit URL or ``REDIS_URL`` is never replaced by a fallback: if it cannot be
+    reached, using it raises ``ToolkitConnectionError``.
+    """
+    if url:
+        return url
+    env = os.environ.get("REDIS_URL")
+    if env:
+        return env
+    global _resolved_default
+    with _resolve_lock:
+        if _resolved_default is None or not _still_there(_resolved_default):
+            if embedded._ping(DEFAULT_HOST, DEFAULT_PORT):
+                _resolved_default = DEFAULT_URL
+            else:
+                _resolved_default = embedded.default_server().url
+        return _resolved_default
+
+
+def _still_there(url: str) -> bool:
+    server = embedded._default
+    if server is not None and url == server.url:
+        return server.running
+    return True
+
+
+def make_client(url: str, options: RedisOptions) -> redis.Redis:
+    """A redis-py client for ``url`` (bytes replies: the toolkit decodes payloads itself)."""
+    kwargs: dict[str, object] = {"socket_connect_timeout": options.connect_timeout}
+    if options.max_connections is not None:
+        kwargs["max_connections"] = options.max_connections
+    try:
+        return redis.Redis.from_url(url, **kwargs)
+    except ValueError as exc:
+        raise ToolkitConnectionError(f"invalid Redis URL {mask_url(url)}: {exc}") from None
+
+
+def describe(client: redis.Redis) -> str:
+    """``host:port/db`` of a client's pool, for messages (never the password)."""
+    kw = client.connection_pool.connection_kwargs
+    if "path" in kw:
+        return f"unix://{kw['path']}"
+    return f"{kw.get('host', '?')}:{kw.get('port', '?')}/{kw.get('db', 0)}"
+
+
+def connection_error(client: redis.Redis, exc: BaseException, doing: str) -> ToolkitConnectionError:
+    """Wrap a redis-py connection failure with where it happened, secrets excluded."""
+    password = client.connection_pool.connection_kwargs.get("password")
+    text = str(exc)
+    if password:
+        text = text.replace(str(password), "***")
+    return ToolkitConnectionError(f"cannot {doing} at {describe(client)}: {text}")

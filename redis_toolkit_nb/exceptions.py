@@ -1,0 +1,55 @@
+"""Every error redis_toolkit_nb raises, in one flat tree.
+
+::
+
+    ToolkitError
+     ├── ToolkitConnectionError   the server cannot be reached, or the link failed
+     │                            (also a builtin ConnectionError)
+     ├── SubscriptionError        the server refused or did not confirm a subscription
+     ├── PublishError             the server refused a publish (carries ``published``)
+     ├── MessageTooLargeError     payload over ``RedisOptions.max_value_size`` (also ValueError)
+     ├── SerializationError       the value cannot be encoded as JSON (also TypeError)
+     ├── OptionsError             an invalid ``RedisOptions`` field (also ValueError)
+     └── EmbeddedServerError      the embedded server could not be started
+
+redis-py errors are wrapped at the toolkit's boundary with ``raise ... from exc``, so the
+original is always in ``__cause__``. No message ever contains a password: URLs are masked.
+"""
+
+from __future__ import annotations
+
+
+class ToolkitError(Exception):
+    """Root of every error raised by redis_toolkit_nb."""
+
+
+class ToolkitConnectionError(ToolkitError, ConnectionError):
+    """The Redis server cannot be reached, refused the credentials, or the link failed."""
+
+
+class SubscriptionError(ToolkitError):
+    """The server refused (for example an ACL ``NOPERM``) or did not confirm a subscription."""
+
+
+class PublishError(ToolkitError):
+    """The server refused a publish. ``published`` counts the messages sent before it."""
+
+    def __init__(self, message: str, published: int = 0) -> None:
+        super().__init__(message)
+        self.published = published
+
+
+class MessageTooLargeError(ToolkitError, ValueError):
+    """A payload is larger than ``RedisOptions.max_value_size``; nothing was sent."""
+
+
+class SerializationError(ToolkitError, TypeError):
+    """A value cannot be encoded as JSON (and is not bytes)."""
+
+
+class OptionsError(ToolkitError, ValueError):
+    """A ``RedisOptions`` field has an invalid value."""
+
+
+class EmbeddedServerError(ToolkitError):
+    """The embedded Redis-compatible server could not be started."""

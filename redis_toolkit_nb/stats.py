@@ -1,0 +1,62 @@
+"""``SubscriberStats``: the figures a user reads to know nothing was lost silently."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class SubscriberStats:
+    """A snapshot of a subscriber's counters.
+
+    Every message read from the server ends up in exactly one of ``delivered``, ``dropped``,
+    ``decode_errors``, ``skipped`` or ``pending``, so
+    ``received == delivered + dropped + decode_errors + skipped + pending``.
+    Messages Redis published while the subscriber was disconnected never reach it (Pub/Sub is
+    at-most-once); ``disconnects`` and ``reconnects`` show when that may have happened.
+    """
+
+    #: Messages read from the server.
+    received: int = 0
+    #: Messages processed (kept in the buffer and given to the handler).
+    delivered: int = 0
+    #: Messages discarded by the overflow policy, or still queued when the subscriber stopped.
+    dropped: int = 0
+    #: Messages the handler raised on (they count as delivered too).
+    handler_errors: int = 0
+    #: Payloads that could not be decoded under ``decode="json"`` (not delivered).
+    decode_errors: int = 0
+    #: Payloads delivered as text or bytes because they were not JSON.
+    raw_payloads: int = 0
+    #: Messages passed over while the subscriber was paused.
+    skipped: int = 0
+    #: Messages waiting for the handler right now.
+    pending: int = 0
+    #: Times the connection was lost.
+    disconnects: int = 0
+    #: Times the connection was re-established (and every subscription restored).
+    reconnects: int = 0
+    #: Whether the subscriber is connected right now.
+    connected: bool = False
+    #: Whether delivery is paused.
+    paused: bool = False
+    #: The confirmed channel and pattern subscriptions.
+    channels: tuple[str, ...] = ()
+    patterns: tuple[str, ...] = ()
+    #: Messages per channel, and per matching pattern, since the start.
+    by_channel: dict[str, int] = field(default_factory=dict)
+    by_pattern: dict[str, int] = field(default_factory=dict)
+    #: The last connection or subscription error, if any (secrets masked).
+    last_error: str | None = None
+    #: Seconds since the subscriber started.
+    uptime: float = 0.0
+
+    @property
+    def rate(self) -> float:
+        """Average messages per second since the start."""
+        return self.received / self.uptime if self.uptime > 0 else 0.0
+
+    def as_dict(self) -> dict[str, object]:
+        return {name: getattr(self, name) for name in self.__dataclass_fields__} | {
+            "rate": self.rate
+        }

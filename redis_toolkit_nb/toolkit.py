@@ -1,0 +1,169 @@
+"""``RedisToolkit``: publish with automatic serialization, subscribe in the background."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import redis
+
+from . import codec, publisher
+from ._urls import mask_url
+from .connection import connection_error, describe, make_client, resolve_url
+from .exceptions import ToolkitError
+from .options import RedisOptions
+from .stats import SubscriberStats
+from .subscriber import Subscriber
+
+logger = logging.getLogger("redis_toolkit_nb")
+_handler_installed = False
+
+
+def _enable_info_logging(options: RedisOptions) -> None:
+    """``is_logger_info=True``: make the toolkit's INFO lines visible on stderr, once."""
+    global _handler_installed
+    logger.setLevel(options.logging_level)
+    if not _handler_installed and not logger.handlers and not logging.getLogger().handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+        logger.addHandler(handler)
+        _handler_installed = True
+
+
+class RedisToolkit:
+    """Redis Pub/Sub with automatic serialization and a background subscriber.
+
+    ``RedisToolkit()`` connects to ``url``, else ``$REDIS_URL``, else
+    ``redis://localhost:6379/0``, else the embedded server (see ``connection.resolve_url``);
+    ``RedisToolkit(redis=client)`` uses an existing redis-py client. With ``channels`` and
+    ``message_handler``, a subscriber starts at once and the constructor returns only when the
+    server has confirmed every subscription; it runs until ``cleanup()``, even if no reference
+    to the toolkit is kept. Channels with ``*``, ``?`` or ``[...]`` are patterns.
+    """
+
+    def __init__(
+        self,
+        redis: redis.Redis | str | None = None,
+        *,
+        url: str | None = None,
+        channels: Iterable[str | bytes] | None = None,
+        message_handler: Callable[[str, Any], Any] | None = None,
+        options: RedisOptions | None = None,
+        name: str | None = None,
+    ) -> None:
+        if options is not None and not isinstance(options, RedisOptions):
+            raise TypeError(f"options must be a RedisOptions, not {type(options).__name__}")
+        self.options = options or RedisOptions()
+        if self.options.is_logger_info:
+            _enable_info_logging(self.options)
+        client = redis
+        if isinstance(client, str):
+            client, url = None, client
+        if client is not None:
+            if url is not None:
+                raise TypeError("pass either an existing redis client or url=, not both")
+            self._owns_client = False
+            self._url = None
+            self.client = client
+        else:
+            self._url = resolve_url(url)
+            self._owns_client = True
+            self.client = make_client(self._url, self.options)
+        self._limit = self.options.max_value_size
+        self._closed = False
+        self.subscriber: Subscriber | None = None
+        if channels is not None or message_handler is not None:
+            if isinstance(channels, (str, bytes)):
+                channels = [channels]
+            self.subscriber = Subscriber(
+                self.client, handler=message_handler, options=self.options, name=name
+            )
+            try:
+                self.subscriber.start(channels or ())
+            except BaseException:
+                self._close_client()
+                raise
+
+    # ---- publishing --------------------------------------------------------------------------
+    def publisher(self, channel: str | bytes, data: Any) -> int:
+        """Serialize ``data`` (see ``codec``) and publish it; return the number of receivers.
+
+        Raises ``MessageTooLargeError`` (before sending) over ``max_value_size``,
+        ``SerializationError`` for a value JSON cannot hold, ``ToolkitConnectionError`` when
+        the server cannot be reached.
+        """
+        payload = codec.encode(data)
+        if len(payload) > self._limit:
+            publisher.check_size(payload, self._limit, channel)
+        try:
+            return self.client.publish(channel, payload)
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            raise connection_error(self.client, exc, "publish") from exc
+
+    publish = publisher
+
+    def publish_many(self, channel: str | bytes, messages: Iterable[Any]) -> int:
+        """Publish every value of ``messages`` to ``channel`` in order, pipelined in chunks of
+        2,000 per write; return how many were published. Safe from many threads at once."""
+        return publisher.publish_many(self.client, channel, messages, self._limit)
+
+    # ---- subscribing -------------------------------------------------------------------------
+    def _require_subscriber(self) -> Subscriber:
+        if self.subscriber is None:
+            raise ToolkitError(
+                "this toolkit has no subscriber: create it with channels=[...] and "
+                "message_handler=... to receive messages"
+            )
+        return self.subscriber
+
+    def subscribe(self, *channels: str | bytes) -> None:
+        """Add channels or patterns to the running subscriber (the others keep flowing)."""
+        self._require_subscriber().subscribe(*channels)
+
+    def unsubscribe(self, *channels: str | bytes) -> None:
+        """Remove channels or patterns from the running subscriber."""
+        self._require_subscriber().unsubscribe(*channels)
+
+    @property
+    def stats(self) -> SubscriberStats:
+        """The subscriber's figures (an empty snapshot when there is no subscriber)."""
+        return self.subscriber.stats if self.subscriber else SubscriberStats()
+
+    @property
+    def url(self) -> str:
+        """Where this toolkit connects, password masked."""
+        return mask_url(self._url) if self._url else f"redis://{describe(self.client)}"
+
+    def ping(self) -> bool:
+        try:
+            return bool(self.client.ping())
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            raise connection_error(self.client, exc, "reach Redis") from exc
+
+    # ---- cleanup -----------------------------------------------------------------------------
+    def cleanup(self) -> None:
+        """Stop the subscriber, join its threads and close the connections. Idempotent."""
+        if self.subscriber is not None:
+            self.subscriber.stop()
+        if not self._closed:
+            self._closed = True
+            self._close_client()
+
+    close = cleanup
+
+    def _close_client(self) -> None:
+        if self._owns_client:
+            self.client.close()
+
+    def __enter__(self) -> RedisToolkit:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.cleanup()
+
+    def __repr__(self) -> str:
+        sub = ""
+        if self.subscriber is not None:
+            sub = f" subscriber={self.subscriber.name} names={self.subscriber.names}"
+        return f"<RedisToolkit {self.url}{sub}>"
