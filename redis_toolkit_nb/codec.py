@@ -69,7 +69,7 @@ def decode_fallback(payload: bytes) -> Any:
     except UnicodeDecodeError:
         return payload
     head = text.lstrip()[:1]
-    if head and head in '[{-0123456789':
+    if head and head in "[{-0123456789":
         try:
             return json.loads(text)
         except (ValueError, RecursionError):

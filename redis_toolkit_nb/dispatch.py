@@ -124,7 +124,12 @@ class Dispatcher:
         self._drop_log.emit(
             "subscriber %s: handler is %s messages behind; dropped the %s %d (%d in all) "
             "(RedisOptions.overflow=%r)",
-            self._thread.name, self._max, which, count, self.dropped, self._policy,
+            self._thread.name,
+            self._max,
+            which,
+            count,
+            self.dropped,
+            self._policy,
         )
 
     # ---- control ---------------------------------------------------------------------------
@@ -144,7 +149,8 @@ class Dispatcher:
                 self.dropped += left
                 logger.warning(
                     "subscriber %s stopped with %d messages undelivered (counted as dropped)",
-                    self._thread.name, left,
+                    self._thread.name,
+                    left,
                 )
         return not self._thread.is_alive()
 
@@ -243,7 +249,10 @@ class Dispatcher:
         self.failures.append(HandlerFailure((t, channel, data, exc, tb)))
         self._error_log.emit(
             "message handler raised on channel %r (%d handler errors so far; the subscriber "
-            "keeps running):\n%s", channel, self.handler_errors, tb.rstrip(),
+            "keeps running):\n%s",
+            channel,
+            self.handler_errors,
+            tb.rstrip(),
         )
 
     def _decode_failed(self, channel: Any, payload: bytes) -> None:
@@ -251,5 +260,7 @@ class Dispatcher:
         preview = payload[: self._preview]
         self._error_log.emit(
             "payload on channel %r is not JSON (decode='json'; %d decode errors so far): %r",
-            channel, self.decode_errors, preview,
+            channel,
+            self.decode_errors,
+            preview,
         )

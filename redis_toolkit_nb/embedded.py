@@ -66,7 +66,9 @@ def _ping(host: str, port: int, timeout: float = 0.5, password: str | None = Non
     try:
         with socket.create_connection((host, port), timeout=timeout) as sock:
             if password:
-                sock.sendall(b"*2\r\n$4\r\nAUTH\r\n$%d\r\n%s\r\n" % (len(password), password.encode()))
+                sock.sendall(
+                    b"*2\r\n$4\r\nAUTH\r\n$%d\r\n%s\r\n" % (len(password), password.encode())
+                )
                 if not sock.recv(64).startswith(b"+OK"):
                     return False
             sock.sendall(b"*1\r\n$4\r\nPING\r\n")
@@ -124,9 +126,21 @@ class RedisServer:
         self._dir = self._dir or tempfile.mkdtemp(prefix="rtk-server-")
         log = os.path.join(self._dir, "server.log")
         args = [
-            self.binary, "--port", str(self.port), "--bind", self.host,
-            "--save", "", "--appendonly", "no", "--daemonize", "no",
-            "--dir", self._dir, "--logfile", log,
+            self.binary,
+            "--port",
+            str(self.port),
+            "--bind",
+            self.host,
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--daemonize",
+            "no",
+            "--dir",
+            self._dir,
+            "--logfile",
+            log,
         ]
         if self.password:
             args += ["--requirepass", self.password]
@@ -205,6 +219,7 @@ def default_server() -> RedisServer:
             logger.warning(
                 "redis_toolkit_nb: no Redis at localhost:6379 and no REDIS_URL set; started "
                 "the embedded %s at %s (stopped at exit)",
-                Path(server.binary).name, server.url,
+                Path(server.binary).name,
+                server.url,
             )
         return _default

@@ -68,26 +68,50 @@ class RedisOptions:
 
     def validate(self) -> None:
         """Check every field; raise ``OptionsError`` naming the first bad one."""
-        _check(isinstance(self.is_logger_info, bool), "is_logger_info", self.is_logger_info,
-               "must be True or False")
-        _check(self.log_level in LOG_LEVELS, "log_level", self.log_level,
-               f"must be one of {', '.join(LOG_LEVELS)}")
+        _check(
+            isinstance(self.is_logger_info, bool),
+            "is_logger_info",
+            self.is_logger_info,
+            "must be True or False",
+        )
+        _check(
+            self.log_level in LOG_LEVELS,
+            "log_level",
+            self.log_level,
+            f"must be one of {', '.join(LOG_LEVELS)}",
+        )
         _positive("max_log_size", self.max_log_size, integer=True)
         _positive("subscriber_retry_delay", self.subscriber_retry_delay)
         _positive("subscriber_stop_timeout", self.subscriber_stop_timeout)
         _positive("max_value_size", self.max_value_size, integer=True)
-        _check(self.max_value_size <= PUBSUB_HARD_LIMIT, "max_value_size", self.max_value_size,
-               f"must be at most {PUBSUB_HARD_LIMIT} bytes (32 MB): Redis disconnects every "
-               "subscriber of a larger message")
+        _check(
+            self.max_value_size <= PUBSUB_HARD_LIMIT,
+            "max_value_size",
+            self.max_value_size,
+            f"must be at most {PUBSUB_HARD_LIMIT} bytes (32 MB): Redis disconnects every "
+            "subscriber of a larger message",
+        )
         if self.max_connections is not None:
             _positive("max_connections", self.max_connections, integer=True)
-        _check(_is_int(self.buffer_size) and self.buffer_size >= 0, "buffer_size",
-               self.buffer_size, "must be a whole number >= 0")
+        _check(
+            _is_int(self.buffer_size) and self.buffer_size >= 0,
+            "buffer_size",
+            self.buffer_size,
+            "must be a whole number >= 0",
+        )
         _positive("queue_size", self.queue_size, integer=True)
-        _check(self.overflow in OVERFLOW_POLICIES, "overflow", self.overflow,
-               f"must be one of {', '.join(OVERFLOW_POLICIES)}")
-        _check(self.decode in DECODE_MODES, "decode", self.decode,
-               f"must be one of {', '.join(DECODE_MODES)}")
+        _check(
+            self.overflow in OVERFLOW_POLICIES,
+            "overflow",
+            self.overflow,
+            f"must be one of {', '.join(OVERFLOW_POLICIES)}",
+        )
+        _check(
+            self.decode in DECODE_MODES,
+            "decode",
+            self.decode,
+            f"must be one of {', '.join(DECODE_MODES)}",
+        )
         _positive("health_check_interval", self.health_check_interval)
         _positive("subscribe_timeout", self.subscribe_timeout)
         _positive("connect_timeout", self.connect_timeout)

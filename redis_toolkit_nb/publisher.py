@@ -35,7 +35,9 @@ def _channel_prefix(channel: str | bytes) -> bytes:
     return b"*3\r\n$7\r\nPUBLISH\r\n$%d\r\n%s\r\n" % (len(name), name)
 
 
-def publish_many(client: redis.Redis, channel: str | bytes, messages: Iterable[Any], limit: int) -> int:
+def publish_many(
+    client: redis.Redis, channel: str | bytes, messages: Iterable[Any], limit: int
+) -> int:
     """Publish every value of ``messages`` to ``channel``, in order; return how many.
 
     Each value is encoded as ``publisher()`` would. A value that cannot be encoded or is over
@@ -85,7 +87,9 @@ def _send_chunk(client: redis.Redis, conn: Any, chunk: list[bytes], count: int, 
         conn.send_packed_command([b"".join(chunk)], check_health=False)
         replies = _read_replies(conn._sock, count)
     except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
-        raise connection_error(client, exc, f"publish ({before} published before the failure)") from exc
+        raise connection_error(
+            client, exc, f"publish ({before} published before the failure)"
+        ) from exc
     errors = [r for r in replies if isinstance(r, hiredis.ReplyError)]
     if errors:
         raise PublishError(

@@ -193,7 +193,9 @@ class Reader:
                 self._set_error(f"connection lost: {exc}")
                 logger.warning(
                     "subscriber %s lost its connection (%s); reconnecting (messages published "
-                    "until it is back are not received)", self.name, self.last_error,
+                    "until it is back are not received)",
+                    self.name,
+                    self.last_error,
                 )
             finally:
                 self._close()
@@ -310,7 +312,9 @@ class Reader:
                     raise ConnectionError("server closed the connection")
                 feed(view, 0, n)
                 replies.extend(iter(gets, False))
-                if len(replies) >= _MAX_BATCH or (n < _CHUNK and not (pending_ssl and pending_ssl())):
+                if len(replies) >= _MAX_BATCH or (
+                    n < _CHUNK and not (pending_ssl and pending_ssl())
+                ):
                     break
             last_rx = now
             ping_sent = 0.0
@@ -395,7 +399,11 @@ class Reader:
         self._set_error(f"{head.kind} {names} refused: {text}", locked=True)
         logger.error(
             "subscriber %s: the server refused %s %s: %s (will retry every %g s)",
-            self.name, head.kind, names, text, self._retry_delay,
+            self.name,
+            head.kind,
+            names,
+            text,
+            self._retry_delay,
         )
 
     def _refused_waiting(self) -> bool:

@@ -50,7 +50,9 @@ def _split(names: Iterable[str | bytes]) -> tuple[list[bytes], list[bytes]]:
     patterns: list[bytes] = []
     for name in names:
         if not isinstance(name, (str, bytes)) or not name:
-            raise SubscriptionError(f"a channel name must be a non-empty str or bytes, not {name!r}")
+            raise SubscriptionError(
+                f"a channel name must be a non-empty str or bytes, not {name!r}"
+            )
         (patterns if is_pattern(name) else channels).append(to_bytes(name))
     return channels, patterns
 
@@ -81,7 +83,10 @@ class Subscriber:
         size = self.options.buffer_size
         self.buffer: MessageBuffer | None = MessageBuffer(size) if size else None
         self._dispatcher = Dispatcher(
-            handler=handler, buffer=self.buffer, options=self.options, name=self.name,
+            handler=handler,
+            buffer=self.buffer,
+            options=self.options,
+            name=self.name,
             on_message=on_message,
         )
         self._reader = Reader(
@@ -134,7 +139,8 @@ class Subscriber:
             logger.warning(
                 "subscriber %s: the message handler was still running %g s after stop(); "
                 "its thread is left to finish on its own (it is a daemon thread)",
-                self.name, timeout,
+                self.name,
+                timeout,
             )
         return reader_done and dispatcher_done
 
@@ -270,7 +276,11 @@ class Subscriber:
         )
 
     def __repr__(self) -> str:
-        state = "stopped" if self._stopped else ("connected" if self._reader.connected else "connecting")
+        state = (
+            "stopped"
+            if self._stopped
+            else ("connected" if self._reader.connected else "connecting")
+        )
         s = self.stats
         return (
             f"<Subscriber {self.name} {state} channels={list(s.channels)} "
