@@ -133,12 +133,17 @@ class Dispatcher:
         )
 
     # ---- control ---------------------------------------------------------------------------
+    def begin_stop(self, deadline: float) -> None:
+        """Accept no more waiting; deliver what is queued until ``deadline`` (monotonic)."""
+        with self._cv:
+            if not self._stopping:
+                self._stopping = True
+                self._deadline = deadline
+            self._cv.notify_all()
+
     def stop(self, timeout: float) -> bool:
         """Deliver what is queued for up to ``timeout`` seconds, then stop; True if joined."""
-        with self._cv:
-            self._stopping = True
-            self._deadline = time.monotonic() + timeout
-            self._cv.notify_all()
+        self.begin_stop(time.monotonic() + timeout)
         if self._thread.is_alive() and self._thread is not threading.current_thread():
             self._thread.join(timeout + 0.5)
         with self._cv:

@@ -92,6 +92,7 @@ class Reader:
         name: str,
         retry_delay: float,
         health_check_interval: float,
+        connect_timeout: float,
     ) -> None:
         pool = client.connection_pool
         self._conn_class = pool.connection_class
@@ -100,6 +101,11 @@ class Reader:
         # The toolkit decodes payloads itself; decode_responses only affects redis-py's
         # handshake here, but keep it off so nothing ever decodes a payload as text.
         self._conn_kwargs["decode_responses"] = False
+        # Bound the handshake: a server that accepts the connection but never answers must
+        # not hang the reader (after the handshake the socket is non-blocking anyway).
+        for key in ("socket_timeout", "socket_connect_timeout"):
+            if not self._conn_kwargs.get(key):
+                self._conn_kwargs[key] = connect_timeout
         self._secrets = [self._conn_kwargs.get("password")]
         self._on_batch = on_batch
         self._retry_delay = retry_delay

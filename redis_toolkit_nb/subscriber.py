@@ -95,6 +95,7 @@ class Subscriber:
             name=self.name,
             retry_delay=float(self.options.subscriber_retry_delay),
             health_check_interval=float(self.options.health_check_interval),
+            connect_timeout=float(self.options.connect_timeout),
         )
         self._started_at = 0.0
         self._stopped = False
@@ -131,6 +132,8 @@ class Subscriber:
             self._stopped = True
         timeout = self.options.subscriber_stop_timeout if timeout is None else timeout
         deadline = time.monotonic() + timeout
+        # Tell the dispatcher first: a reader blocked on a full queue ("block") lets go at once.
+        self._dispatcher.begin_stop(deadline)
         reader_done = self._reader.stop(timeout)
         dispatcher_done = self._dispatcher.stop(max(0.0, deadline - time.monotonic()))
         with _registry_lock:
