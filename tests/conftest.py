@@ -106,3 +106,24 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
         lines.append(f"engine {engine}: {ENGINES[engine]() or 'MISSING'}")
     lines.append(f"REDIS_URL in environment: {'yes' if os.environ.get('REDIS_URL') else 'no'}")
     return lines
+
+
+@pytest.fixture
+def stop_new_subscribers():
+    """Stop every subscriber a test started and left running (the guide's examples never
+    clean up), so one test's subscribers cannot leak into the next."""
+    from redis_toolkit_nb import active_subscribers
+
+    before = set(active_subscribers())
+    yield
+    for sub in active_subscribers():
+        if sub not in before:
+            sub.stop(timeout=2.0)
+
+
+@pytest.fixture
+def guide_env(server: RedisServer, monkeypatch: pytest.MonkeyPatch, stop_new_subscribers):
+    """Point ``RedisToolkit()`` at the private ``server`` through ``REDIS_URL``, as a user
+    of the guide would, and stop the subscribers the example leaves behind."""
+    monkeypatch.setenv("REDIS_URL", server.url)
+    yield server
