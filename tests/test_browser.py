@@ -1,0 +1,313 @@
+"""End to end in a real browser: JupyterLab and Voila in Debian's Chromium, driven by Playwright.
+
+Each test starts its own private Redis server and its own Jupyter server (kernels outlive pages),
+opens a *copy* of a notebook, runs it as a person would and checks what the page shows.
+
+The first two tests prove the harness on a small ipywidgets notebook generated here; the last
+two open the project's teaching notebooks and hold them to the DOM contract of the live panel:
+``.rtk-panel`` holding ``.rtk-counters`` (text with "received N"), ``.rtk-table`` and
+``.rtk-log``; ``.rtk-dashboard`` for ``%rtk panel``.
+
+Without Chromium every test here skips with a loud reason (``RTK_REQUIRE_BROWSER=1`` fails
+instead). ``RTK_UPDATE_SCREENSHOTS=1`` refreshes the README's screenshot in docs/.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from pathlib import Path
+
+import pytest
+import redis
+from browser_support import (
+    ROOT,
+    NotebookServer,
+    assert_no_cell_errors,
+    assert_widgets_healthy,
+    cell,
+    chromium_browser,
+    chromium_or_skip,
+    copy_notebook,
+    new_page,
+    open_in_lab,
+    output_text,
+    poll,
+    received_count,
+    require_notebook,
+    run_all,
+    save_screenshot,
+    subscribe_cells,
+    wait_all_executed,
+    write_notebook,
+)
+
+from redis_toolkit_nb import RedisServer
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+QUICKSTART = "notebooks/quickstart.ipynb"
+DASHBOARD = "notebooks/dashboard.ipynb"
+
+# The harness notebook: a slider, a label a background thread keeps updating, a button whose
+# clicks the kernel counts, and a key written through the toolkit (proves REDIS_URL reached
+# the kernel, so the real tests talk to the test's private server).
+HARNESS_CELLS = [
+    "import threading\n"
+    "import ipywidgets as w\n"
+    "from redis_toolkit_nb import RedisToolkit\n"
+    "tk = RedisToolkit()\n"
+    "tk.client.set('harness', 'kernel was here')",
+    "slider = w.IntSlider(value=3, min=0, max=10, description='level')\n"
+    "ticks = w.Label('ticks: 0')\n"
+    "clicks = w.Label('clicks: 0')\n"
+    "button = w.Button(description='Click me')\n"
+    "count = {'n': 0}\n"
+    "def on_click(_):\n"
+    "    count['n'] += 1\n"
+    "    clicks.value = f\"clicks: {count['n']}\"\n"
+    "button.on_click(on_click)\n"
+    "stop = threading.Event()\n"
+    "def tick():\n"
+    "    n = 0\n"
+    "    while not stop.wait(0.2):\n"
+    "        n += 1\n"
+    "        ticks.value = f'ticks: {n}'\n"
+    "threading.Thread(target=tick, daemon=True).start()\n"
+    "w.VBox([slider, ticks, button, clicks])",
+]
+# A view of a model that does not exist: what a broken front end shows. The harness must see it.
+BROKEN_WIDGET_CELL = (
+    "from IPython.display import display\n"
+    "display({'application/vnd.jupyter.widget-view+json':\n"
+    "         {'model_id': 'no-such-model', 'version_major': 2, 'version_minor': 0}}, raw=True)"
+)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """One headless Chromium per module (each test gets its own context and servers)."""
+    chromium_or_skip()
+    with chromium_browser() as b:
+        yield b
+
+
+@pytest.fixture
+def private_redis():
+    """A private Valkey (the embedded default's engine) for this test only."""
+    with RedisServer() as srv:
+        yield srv
+
+
+@pytest.fixture
+def timed(request: pytest.FixtureRequest):
+    """Measure the whole test, servers included, and show it in the report."""
+    t0 = time.monotonic()
+    yield
+    elapsed = time.monotonic() - t0
+    request.node.user_properties.append(("seconds", round(elapsed, 1)))
+    print(f"\n[{request.node.name}] {elapsed:.1f} s")
+
+
+def _ticks(root) -> int:
+    text = output_text(root.locator(".jp-OutputArea-output .widget-label", has_text="ticks:"))
+    match = re.search(r"ticks: (\d+)", text)
+    return int(match.group(1)) if match else -1
+
+
+def _check_harness_widgets(root) -> None:
+    """The harness widgets rendered under ``root`` (a page or a cell), update from a kernel
+    thread, and answer a click."""
+    out = root.locator(".jp-OutputArea-output")
+    poll(lambda: out.locator(".widget-slider").count() == 1, 30, "the IntSlider to render")
+    first = poll(lambda: max(_ticks(root), 0), 15, "the ticking label")
+    poll(lambda: _ticks(root) > first, 10, "the label to tick again (updates from a thread)")
+    out.locator("button", has_text="Click me").click()
+    poll(
+        lambda: "clicks: 1" in output_text(out.locator(".widget-label", has_text="clicks:")),
+        10,
+        "the click to reach the kernel and come back",
+    )
+    assert_widgets_healthy(root)
+
+
+def test_harness_lab_widgets(browser, private_redis, tmp_path: Path, timed) -> None:
+    """JupyterLab: Run All on a generated ipywidgets notebook; widgets live and interactive."""
+    root = tmp_path / "served"
+    root.mkdir()
+    write_notebook(root / "harness.ipynb", [*HARNESS_CELLS, BROKEN_WIDGET_CELL])
+    with NotebookServer("lab", root, tmp_path, env={"REDIS_URL": private_redis.url}) as server:
+        context, page, log = new_page(browser)
+        try:
+            open_in_lab(page, server, "harness.ipynb")
+            run_all(page)
+            wait_all_executed(page, timeout=60)
+            assert_no_cell_errors(page)
+            _check_harness_widgets(cell(page, 1))
+            # The check bites: the last cell's view of a missing model is reported.
+            broken = cell(page, len(HARNESS_CELLS)).locator(".jp-OutputArea-output")
+            poll(lambda: "model not found" in output_text(broken), 10, "the broken view's error")
+            with pytest.raises(AssertionError, match="widget front end failed"):
+                assert_widgets_healthy(page)
+            save_screenshot(page, "harness-lab.png")
+        finally:
+            context.close()
+    client = redis.Redis.from_url(private_redis.url)
+    assert client.get("harness") == b"kernel was here", "the kernel did not use REDIS_URL"
+    client.close()
+    assert not log.page_errors, log.page_errors
+
+
+def test_harness_voila_widgets(browser, private_redis, tmp_path: Path, timed) -> None:
+    """Voila: the same notebook rendered as an app, CDN fonts blocked, widgets interactive."""
+    root = tmp_path / "served"
+    root.mkdir()
+    write_notebook(root / "harness.ipynb", HARNESS_CELLS)
+    with NotebookServer(
+        "voila", root, tmp_path, env={"REDIS_URL": private_redis.url}, notebook="harness.ipynb"
+    ) as server:
+        context, page, log = new_page(browser)
+        try:
+            page.goto(server.url(), wait_until="domcontentloaded")
+            _check_harness_widgets(page)
+            assert_no_cell_errors(page)
+            save_screenshot(page, "harness-voila.png")
+        finally:
+            context.close()
+    client = redis.Redis.from_url(private_redis.url)
+    assert client.get("harness") == b"kernel was here"
+    client.close()
+    assert not log.page_errors, log.page_errors
+
+
+# --------------------------------------------------------------------------------------------
+# The project's notebooks
+# --------------------------------------------------------------------------------------------
+
+
+def _publish_and_watch(page, panel, client: redis.Redis, channel: str, count: int = 5) -> None:
+    """Publish ``count`` marked messages to ``channel``; the panel's counters and table follow."""
+    counters = panel.locator(".rtk-counters")
+    table = panel.locator(".rtk-table")
+    poll(lambda: counters.count() > 0, 20, ".rtk-counters in the panel")
+    poll(lambda: table.count() > 0, 20, ".rtk-table in the panel")
+    before = poll(
+        lambda: (n := received_count(output_text(counters.first))) is not None and (n,),
+        20,
+        "'received N' in the panel's counters",
+    )[0]
+    # The subscription starts in the background: wait until the server counts a receiver.
+    poll(
+        lambda: (
+            client.pubsub_numsub(channel)[0][1] >= 1
+            or client.execute_command("PUBSUB", "NUMPAT") >= 1
+        ),
+        20,
+        f"a subscriber on {channel!r}",
+    )
+    marker = f"browser-{int(time.time() * 1000) % 1_000_000}"
+    receivers = 0
+    for i in range(count):
+        receivers = client.publish(channel, json.dumps({"from": marker, "seq": i}))
+    assert receivers >= 1, f"nobody received the messages published to {channel!r}"
+    poll(
+        lambda: (received_count(output_text(counters.first)) or 0) >= before + count,
+        20,
+        f"the counters to reach received {before + count} (were {before})",
+    )
+    poll(
+        lambda: marker in output_text(table.first),
+        20,
+        f"a published row ({marker}) in the panel's table",
+    )
+
+
+def test_quickstart_live_panel_in_lab(browser, private_redis, tmp_path: Path, timed) -> None:
+    """The quickstart in JupyterLab: Run All, the live panel renders and follows the traffic
+    the test publishes, and its screenshot is saved (docs/live-panel.png on request)."""
+    source = require_notebook(QUICKSTART)
+    subs = subscribe_cells(source)
+    assert subs, f"{QUICKSTART} has no %%rtk_subscribe cell: the live panel is its point"
+    root = tmp_path / "served"
+    name = copy_notebook(source, root)
+    client = redis.Redis.from_url(private_redis.url)
+    with NotebookServer("lab", root, tmp_path, env={"REDIS_URL": private_redis.url}) as server:
+        context, page, log = new_page(browser)
+        try:
+            open_in_lab(page, server, name)
+            run_all(page)
+            wait_all_executed(page, timeout=90)
+            assert_no_cell_errors(page)
+            sub_cell = cell(page, subs[0].index)
+            panel = sub_cell.locator(".jp-OutputArea-output .rtk-panel")
+            poll(lambda: panel.count() > 0, 30, "the .rtk-panel of the %%rtk_subscribe cell")
+            panel = panel.first
+            assert_widgets_healthy(page)
+            _publish_and_watch(page, panel, client, subs[0].channel_to_publish())
+            assert panel.locator(".rtk-log").count() > 0, "the panel has no .rtk-log"
+            assert_widgets_healthy(page)
+            panel.scroll_into_view_if_needed()
+            save_screenshot(page, "quickstart-lab.png")
+            save_screenshot(sub_cell, "live-panel.png", readme_name="live-panel.png")
+        finally:
+            context.close()
+            client.close()
+    assert not log.page_errors, log.page_errors
+
+
+def test_dashboard_in_voila(browser, private_redis, tmp_path: Path, timed) -> None:
+    """The dashboard notebook as a Voila app: ``.rtk-dashboard`` renders with its widgets
+    alive, and any live panel in it follows the traffic the test publishes."""
+    source = require_notebook(DASHBOARD)
+    subs = subscribe_cells(source)
+    root = tmp_path / "served"
+    name = copy_notebook(source, root)
+    client = redis.Redis.from_url(private_redis.url)
+    with NotebookServer(
+        "voila", root, tmp_path, env={"REDIS_URL": private_redis.url}, notebook=name
+    ) as server:
+        context, page, log = new_page(browser)
+        try:
+            page.goto(server.url(), wait_until="domcontentloaded")
+            dashboard = page.locator(".jp-OutputArea-output .rtk-dashboard")
+            poll(lambda: dashboard.count() > 0, 60, "the .rtk-dashboard in the Voila page")
+            poll(
+                lambda: "Loading widget..." not in output_text(page.locator("body")),
+                30,
+                "every widget to load",
+            )
+            assert_widgets_healthy(page)
+            assert_no_cell_errors(page)
+            if subs:
+                panel = page.locator(".jp-OutputArea-output .rtk-panel").first
+                _publish_and_watch(page, panel, client, subs[0].channel_to_publish())
+            assert_widgets_healthy(page)
+            save_screenshot(page, "dashboard-voila.png", readme_name="dashboard.png")
+        finally:
+            context.close()
+            client.close()
+    assert not log.page_errors, log.page_errors
+
+
+def test_browser_support_reads_channels(tmp_path: Path) -> None:
+    """The notebook parser the real tests rely on: channels and patterns from the magic line."""
+    nb = write_notebook(
+        tmp_path / "n.ipynb",
+        [
+            "%load_ext redis_toolkit_nb",
+            "%%rtk_subscribe news.* --name feed --max-rows 50\nprint(data)",
+            '%%rtk_subscribe "chat room" alerts',
+        ],
+    )
+    found = subscribe_cells(nb)
+    assert [(s.index, s.names, s.options) for s in found] == [
+        (1, ["news.*"], {"name": "feed", "max-rows": "50"}),
+        (2, ["chat room", "alerts"], {}),
+    ]
+    assert found[0].channel_to_publish() == "news.browser"
+    assert found[1].channel_to_publish() == "chat room"
+    assert received_count("received 1,204 · rate 3.2/s") == 1204
+    assert received_count("Received: 7") == 7
+    assert received_count("nothing yet") is None
+    assert ROOT.joinpath("tests", "browser_support.py").is_file()
