@@ -445,7 +445,11 @@ REQUEST_RESPONSE: list[Cell] = [
 
 
         def handle_request(channel, request):
-            result = {"status": "success", "result": len(request["data"])}
+            task = request["data"]
+            if task.get("action") == "calculate":
+                result = {"status": "success", "result": sum(task["numbers"])}
+            else:
+                result = {"status": "error", "error": f"unknown action {task.get('action')!r}"}
             replies.publisher(request["response_channel"], result)
 
 
@@ -507,7 +511,7 @@ REQUEST_RESPONSE: list[Cell] = [
 
 
         client = RequestResponse()
-        response = client.send_request({"action": "calculate", "data": [1, 2, 3, 4, 5]})
+        response = client.send_request({"action": "calculate", "numbers": [1, 2, 3, 4, 5]})
         response
         """
     ),
@@ -519,10 +523,24 @@ REQUEST_RESPONSE: list[Cell] = [
     code(
         """
         start = time.perf_counter()
-        answers = [client.send_request({"data": list(range(n))})["result"] for n in range(50)]
+        answers = [
+            client.send_request({"action": "calculate", "numbers": list(range(n))})["result"]
+            for n in range(50)
+        ]
         elapsed = time.perf_counter() - start
         print(f"50 round trips in {elapsed * 1000:.0f} ms, {elapsed / 50 * 1000:.2f} ms each")
-        answers == list(range(50))
+        answers == [sum(range(n)) for n in range(50)]
+        """
+    ),
+    md(
+        """
+        A request the processor does not understand gets an error *response*, not silence:
+        """
+    ),
+    code(
+        """
+        unknown = client.send_request({"action": "divide", "numbers": [1, 0]})
+        unknown
         """
     ),
     md(
@@ -547,7 +565,7 @@ REQUEST_RESPONSE: list[Cell] = [
     code(
         """
         try:
-            client.send_request({"data": [1]}, channel="nobody-listens")
+            client.send_request({"action": "calculate", "numbers": [1]}, channel="nobody-listens")
         except NoReceiverError as exc:
             no_receiver = str(exc)
         no_receiver
@@ -557,7 +575,7 @@ REQUEST_RESPONSE: list[Cell] = [
         """
         silent = RedisToolkit(channels=["silent-requests"], message_handler=lambda ch, req: None)
         try:
-            client.send_request({"data": [1]}, channel="silent-requests", timeout=0.5)
+            client.send_request({"action": "calculate"}, channel="silent-requests", timeout=0.5)
         except TimeoutError as exc:
             timed_out = str(exc)
         silent.cleanup()
@@ -646,7 +664,8 @@ REQUEST_RESPONSE: list[Cell] = [
 
         summary = {
             "response": response,
-            "round_trips_correct": answers == list(range(50)),
+            "round_trips_correct": answers == [sum(range(n)) for n in range(50)],
+            "unknown_action": unknown,
             "no_receiver": no_receiver,
             "timed_out": timed_out,
             "acked": acked,

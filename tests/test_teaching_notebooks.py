@@ -1,0 +1,245 @@
+"""Every teaching notebook, executed top to bottom by a real kernel (nbclient) against a
+private server, with its key results asserted.
+
+Each notebook ends with a *check cell* (its source starts with ``# Check cell``) that prints a
+one-line JSON summary; the assertions below read it, plus a few rich outputs (the live panel
+widget, the plot). The kernel gets ``REDIS_URL`` of a private server started for that
+notebook, and the server's own command counters prove the traffic went there.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import pytest
+import redis
+from nbclient import NotebookClient
+
+from redis_toolkit_nb import RedisServer
+
+NOTEBOOKS_DIR = Path(__file__).resolve().parents[1] / "notebooks"
+WIDGET = "application/vnd.jupyter.widget-view+json"
+CELL_TIMEOUT = 60  # seconds per cell; every wait in the notebooks has its own shorter deadline
+
+
+@dataclass
+class Run:
+    """An executed notebook and what the server saw."""
+
+    nb: nbformat.NotebookNode
+    summary: dict[str, Any]
+    url: str
+    calls: dict[str, int]  # server-side command counts, e.g. {"publish": 203}
+    seconds: float
+
+    def cell(self, startswith: str) -> nbformat.NotebookNode:
+        """The first code cell whose source starts with ``startswith``."""
+        for cell in self.nb.cells:
+            if cell.cell_type == "code" and cell.source.startswith(startswith):
+                return cell
+        raise AssertionError(f"no code cell starts with {startswith!r}")
+
+    def text(self, cell: nbformat.NotebookNode) -> str:
+        """Everything a cell showed as text: streams and text/plain results."""
+        parts = []
+        for out in cell.outputs:
+            if out.output_type == "stream":
+                parts.append(out.text)
+            elif "data" in out:
+                parts.append(out.data.get("text/plain", ""))
+        return "\n".join(parts)
+
+    def mimetypes(self, cell: nbformat.NotebookNode) -> set[str]:
+        return {m for out in cell.outputs for m in out.get("data", {})}
+
+
+def _summary(nb: nbformat.NotebookNode) -> dict[str, Any]:
+    checks = [c for c in nb.cells if c.cell_type == "code" and c.source.startswith("# Check cell")]
+    assert len(checks) == 1, "a notebook has exactly one check cell"
+    text = "".join(o.text for o in checks[0].outputs if o.output_type == "stream")
+    lines = [line for line in text.splitlines() if line.startswith("{")]
+    assert lines, f"the check cell printed no JSON summary: {text!r}"
+    return json.loads(lines[-1])
+
+
+def _command_calls(url: str) -> dict[str, int]:
+    client = redis.Redis.from_url(url)
+    try:
+        stats = client.info("commandstats")
+    finally:
+        client.close()
+    return {name.removeprefix("cmdstat_"): int(v["calls"]) for name, v in stats.items()}
+
+
+def _engine() -> str | None:
+    # Redis 7 from PATH when there is one (the engine most users run), else the bundled Valkey.
+    return shutil.which("redis-server")
+
+
+def execute(name: str, tmp_path: Path) -> Run:
+    """Run ``notebooks/<name>.ipynb`` in a fresh kernel whose REDIS_URL is a private server."""
+    nb = nbformat.read(NOTEBOOKS_DIR / f"{name}.ipynb", as_version=4)
+    engine = _engine()
+    with RedisServer(engine) if engine else RedisServer() as server:
+        env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
+        env["REDIS_URL"] = server.url
+        env["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"
+        client = NotebookClient(
+            nb,
+            timeout=CELL_TIMEOUT,
+            kernel_name="python3",
+            # The kernel's working directory: nothing a notebook writes lands in the repo.
+            resources={"metadata": {"path": str(tmp_path)}},
+        )
+        start = time.monotonic()
+        client.execute(env=env)
+        seconds = time.monotonic() - start
+        calls = _command_calls(server.url)
+        url = server.url
+    return Run(nb=nb, summary=_summary(nb), url=url, calls=calls, seconds=seconds)
+
+
+# ---- what each notebook must show ------------------------------------------------------------
+
+
+def check_quickstart(run: Run) -> None:
+    s = run.summary
+    # 1 news + 1 updates + 200 from --count, all received; then 1 more while paused, skipped.
+    assert s["received"] == 203
+    assert s["skipped"] == 1
+    assert s["rows"] == 202
+    assert s["by_channel"] == {"news": 1, "updates": 201}
+    # The per-message body: two critical alerts kept; the string payload raised, was counted.
+    assert s["critical"] == ["disk 95% full", "disk full"]
+    assert s["handler_errors"] == 1
+    # %rtk_connect named the private server (REDIS_URL was used, nothing else).
+    port = run.url.rsplit(":", 1)[1].split("/")[0]
+    assert port in run.text(run.cell("%rtk_connect"))
+    # %%rtk_subscribe returned a live panel widget as its output.
+    assert WIDGET in run.mimetypes(run.cell("%%rtk_subscribe news updates"))
+    # %rtk_publish's result is the number of receivers.
+    assert run.text(run.cell('%rtk_publish news {"type"')).strip() == "1"
+    assert run.calls.get("publish", 0) >= 206
+
+
+def check_patterns_and_routing(run: Run) -> None:
+    s = run.summary
+    assert s["user_channels"] == ["user:login", "user:logout", "user:update"]
+    assert s["user_patterns"] == ["user:*"]
+    assert s["routed"] == {
+        "orders": ["A-1", "A-2", "A-3"],
+        "payments": [19.99, 5.0],
+        "notifications": ["user 1001: Your order has shipped", "user 1002: Welcome!"],
+    }
+    # One publish, two deliveries: as a channel message and as a pattern message.
+    assert s["overlap_rows"] == 2
+    assert s["overlap_patterns"] == ["None", "alerts:*"]
+    # NUMSUB ignores pattern subscribers: user:login shows 0 although `users` gets it.
+    assert "0" in run.text(run.cell("%rtk numsub user:login"))
+
+
+def check_request_response(run: Run) -> None:
+    s = run.summary
+    assert s["response"] == {"status": "success", "result": 15}
+    assert s["round_trips_correct"] is True
+    assert s["unknown_action"] == {"status": "error", "error": "unknown action 'divide'"}
+    assert "nobody is listening on 'nobody-listens'" in s["no_receiver"]
+    assert "no response within 0.5 s" in s["timed_out"]
+    assert s["acked"] is True
+    assert s["refused_acked"] is False
+    assert s["processed"] == [42.5]
+    assert s["handler_errors"] == 1
+
+
+def check_notifications_and_chat(run: Run) -> None:
+    s = run.summary
+    assert s["inbox"] == [
+        "[Personal] Order Update: Your order has been shipped",
+        "[Broadcast] System Maintenance: Maintenance at 10 PM tonight",
+    ]
+    assert s["monitored_users"] == [1001, 1002]
+    assert s["alice"] == [
+        "Alice: Hello everyone!",
+        "*** Bob joined the chat ***",
+        "Bob: Hi Alice!",
+        "*** Bob left the chat ***",
+    ]
+    # Bob joined late: no history, only what was published after he subscribed.
+    assert s["bob"] == ["Bob: Hi Alice!", "*** Bob left the chat ***"]
+    assert s["room_messages"] == 5  # 2 joins, 2 messages, 1 leave
+    # The chat box is a real widget.
+    assert WIDGET in run.mimetypes(run.cell("import ipywidgets"))
+
+
+def check_task_queue(run: Run) -> None:
+    s = run.summary
+    assert s["submitted"] == 25
+    assert s["completed"] == 24
+    assert s["completed_unique"] == 24  # the claim: no task ran twice
+    assert s["all_submitted_completed"] is True
+    assert s["failed_ids"] == [s["bad_id"]]
+    assert sum(s["by_worker"].values()) == 24
+    assert set(s["by_worker"]) <= {"worker-1", "worker-2"}
+    # Pub/Sub fans out: both workers received every task, yet each ran once.
+    assert s["each_worker_received"] == [25, 25]
+    assert s["incoming_by_channel"] == {
+        "tasks:image_processing:high": 8,
+        "tasks:image_processing:normal": 9,
+        "tasks:image_processing:low": 8,
+    }
+
+
+def check_dashboard(run: Run) -> None:
+    s = run.summary
+    assert s["shop_received"] >= 10 and s["sensors_received"] >= 10
+    assert set(s["shop_channels"]) == {"orders", "payments"}
+    assert s["sensor_patterns"] == ["sensors:*"]
+    assert s["traffic_running"] is True
+    assert WIDGET in run.mimetypes(run.cell("%rtk panel"))
+    assert run.calls.get("publish", 0) >= 20
+
+
+def check_exploring_traffic(run: Run) -> None:
+    s = run.summary
+    assert s["sent"] == {"sensors:temp": 500, "sensors:humidity": 80, "orders": 19}
+    assert s["rows"] == 599
+    assert s["by_channel"] == s["sent"]
+    assert s["hot_readings"] > 0 and s["hot_all_above_23"] is True
+    # The rate rose from 100 to 400 temperature readings per second over the run.
+    assert 200 <= s["peak_temp_rate"] <= 800
+    assert s["csv_rows"] == s["parquet_rows"] == 599
+    assert {"time", "channel", "pattern", "data", "size"} <= set(s["parquet_columns"])
+    assert s["hot_rows_exported"] == s["hot_readings"]
+    assert set(s["first_payload"]) in ({"sensor", "value"}, {"order_id", "amount"})
+    assert "image/png" in run.mimetypes(run.cell("import matplotlib"))
+
+
+CHECKS: dict[str, Callable[[Run], None]] = {
+    "quickstart": check_quickstart,
+    "patterns_and_routing": check_patterns_and_routing,
+    "request_response": check_request_response,
+    "notifications_and_chat": check_notifications_and_chat,
+    "task_queue": check_task_queue,
+    "dashboard": check_dashboard,
+    "exploring_traffic": check_exploring_traffic,
+}
+
+
+def test_every_notebook_has_a_check() -> None:
+    assert set(CHECKS) == {p.stem for p in NOTEBOOKS_DIR.glob("*.ipynb")}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list(CHECKS))
+def test_teaching_notebook(name: str, tmp_path: Path) -> None:
+    run = execute(name, tmp_path)
+    CHECKS[name](run)
+    assert run.seconds < 45, f"{name} took {run.seconds:.1f} s: keep it short"
