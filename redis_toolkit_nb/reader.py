@@ -418,9 +418,11 @@ class Reader:
     def _retry_refused(self) -> None:
         with self.cv:
             for kind in (CHANNEL, PATTERN):
-                names = [n for n in self.wanted[kind] if n in self.refused]
-                if names:
-                    self._outbox.append(("sub", kind, names))
+                # One command per name: the server refuses a whole SUBSCRIBE if any one of
+                # its names is forbidden, so a batch would keep the permitted ones out too.
+                for n in self.wanted[kind]:
+                    if n in self.refused:
+                        self._outbox.append(("sub", kind, [n]))
 
     def _set_error(self, text: str, locked: bool = False) -> None:
         text = mask_text(text, self._secrets)
