@@ -1,0 +1,252 @@
+"""The magics: ``%rtk_connect``, ``%rtk_publish``, ``%%rtk_subscribe`` and ``%rtk``.
+
+Each magic parses its line (errors become ``UsageError``: a short message, no traceback, and
+Run All stops) and makes one call into ``NotebookState``, ``Subscription`` or the core.
+"""
+
+from __future__ import annotations
+
+import functools
+import shlex
+from collections.abc import Callable
+from typing import Any
+
+import redis
+from IPython.core.error import UsageError
+from IPython.core.magic import (
+    Magics,
+    line_cell_magic,
+    line_magic,
+    magics_class,
+    no_var_expand,
+)
+from traitlets import Bool, Float, Int, Unicode, observe
+
+from .. import ToolkitError
+from . import parsing
+from .publishing import publish_repeated
+from .refresher import REFRESHER
+from .state import NotebookState
+
+
+def _usage_errors(method: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn the toolkit's errors (bad URL, unreachable server, refused subscription) into
+    ``UsageError``; their messages never hold a password."""
+
+    @functools.wraps(method)
+    def wrapper(self: RtkMagics, *args: Any) -> Any:
+        try:
+            return method(self, *args)
+        except ToolkitError as exc:
+            raise UsageError(str(exc)) from None
+        except redis.RedisError as exc:
+            url = self.state.url or "Redis"
+            raise UsageError(f"{type(exc).__name__} from {_mask(url)}: {exc}") from None
+
+    return wrapper
+
+
+def _mask(url: str) -> str:
+    from .._urls import mask_url
+
+    return mask_url(url)
+
+
+@magics_class
+class RtkMagics(Magics):
+    """Redis Pub/Sub in the notebook. ``%config RtkMagics`` lists the settings."""
+
+    default_url = Unicode(
+        None,
+        allow_none=True,
+        config=True,
+        help="URL to connect to; None: $REDIS_URL, else redis://localhost:6379/0, else the "
+        "embedded server.",
+    )
+    max_rows = Int(
+        1000, config=True, help="Messages each subscription keeps (its DataFrame's rows)."
+    )
+    refresh_interval = Float(
+        0.25, config=True, help="Seconds between refreshes of the live panels."
+    )
+    show_connection = Bool(
+        True,
+        config=True,
+        help="Print the masked URL, server and version on the first connection.",
+    )
+    log_size = Int(50, config=True, help="Entries in each panel's log.")
+
+    def __init__(self, shell: Any = None, **kwargs: Any) -> None:
+        super().__init__(shell, **kwargs)
+        namespace = shell.user_ns if shell is not None else {}
+        self.state = NotebookState(namespace, default_url=lambda: self.default_url)
+        REFRESHER.interval = self.refresh_interval
+
+    @observe("refresh_interval")
+    def _interval_changed(self, change: dict[str, Any]) -> None:
+        if change["new"] <= 0:
+            raise UsageError("RtkMagics.refresh_interval must be > 0")
+        REFRESHER.interval = change["new"]
+
+    def _ensure_connected(self) -> None:
+        """Connect on first use, saying where when ``show_connection`` is on."""
+        if self.state._toolkit is None:
+            info = self.state.server_info()
+            if self.show_connection:
+                print(_describe(info))
+
+    # ---- %rtk_connect ------------------------------------------------------------------------
+    @line_magic
+    @_usage_errors
+    def rtk_connect(self, line: str) -> None:
+        """%rtk_connect [URL] — (re)connect; show the masked URL, server name and version."""
+        args = shlex.split(line)
+        if len(args) > 1:
+            raise UsageError("usage: %rtk_connect [URL]")
+        print(_describe(self.state.connect(args[0] if args else None)))
+
+    # ---- %rtk_publish ------------------------------------------------------------------------
+    @no_var_expand
+    @line_magic
+    @_usage_errors
+    def rtk_publish(self, line: str) -> Any:
+        """%rtk_publish [--count N] [--rate R] CHANNEL PAYLOAD
+
+        PAYLOAD is a Python expression evaluated in the notebook's namespace (a dict literal,
+        a variable, a number, an f-string); text that is not an expression is sent as JSON if
+        it is JSON, else as a plain string. IPython's ``{var}``/``$var`` expansion is off here
+        (JSON stays intact); use an f-string to insert values. Returns the number of receivers;
+        with --count/--rate, a report (``i`` is the message index inside PAYLOAD).
+        """
+        args = parsing.parse_publish(line)
+        payload = parsing.Payload(args.payload, self.shell.user_ns if self.shell else {})
+        self._ensure_connected()
+        tk = self.state.toolkit
+        if not args.repeat:
+            return tk.publish(args.channel, payload.value(0 if payload.varies else None))
+        return publish_repeated(tk, args.channel, payload, args.count, args.rate)
+
+    # ---- %%rtk_subscribe ---------------------------------------------------------------------
+    @no_var_expand
+    @line_cell_magic
+    @_usage_errors
+    def rtk_subscribe(self, line: str, cell: str | None = None) -> Any:
+        """%%rtk_subscribe CHANNEL_OR_PATTERN [...] [--name NAME] [--max-rows N] [--decode M]
+
+        (``%rtk_subscribe ...`` on one line, or ``%%rtk_subscribe`` with an empty body, starts
+        it without a body.)
+
+        Starts a background subscription and returns at once with its live panel. The cell
+        body, if any, runs for every message with ``channel``, ``data`` and ``message`` bound
+        (its ``print`` goes to the panel's log; an error is logged and counted). The
+        subscription is bound to NAME (default ``sub_<channel>``); re-running the cell
+        replaces it.
+        """
+        try:
+            tokens = shlex.split(line)
+        except ValueError as exc:
+            raise UsageError(f"%%rtk_subscribe: {exc}") from None
+        args = parsing.subscribe_parser().parse_args(tokens)
+        body = None
+        if cell and cell.strip():
+            try:
+                body = compile(cell, f"<rtk_subscribe {args.name or args.names[0]}>", "exec")
+            except SyntaxError as exc:
+                raise UsageError(
+                    f"%%rtk_subscribe: syntax error in the cell body, line {exc.lineno}: {exc.msg}"
+                ) from None
+        if args.name is not None and not args.name.isidentifier():
+            raise UsageError(f"%%rtk_subscribe: --name {args.name!r} is not a Python identifier")
+        self._ensure_connected()
+        return self.state.subscribe(
+            args.names,
+            name=args.name,
+            max_rows=args.max_rows or self.max_rows,
+            decode=args.decode,
+            body=body,
+            log_size=self.log_size,
+        )
+
+    # ---- %rtk SUBCOMMAND ---------------------------------------------------------------------
+    @line_magic
+    @_usage_errors
+    def rtk(self, line: str) -> Any:
+        """%rtk channels [PATTERN] | numsub CHANNEL... | numpat | subs | stop NAME|--all | panel"""
+        try:
+            tokens = shlex.split(line)
+        except ValueError as exc:
+            raise UsageError(f"%rtk: {exc}") from None
+        if not tokens or tokens[0] not in SUBCOMMANDS:
+            raise UsageError(f"usage: %rtk {{{'|'.join(SUBCOMMANDS)}}} ...")
+        return SUBCOMMANDS[tokens[0]](self, tokens[1:])
+
+
+def _describe(info: dict[str, str]) -> str:
+    return f"connected to {info['url']} ({info['server']} {info['version']})"
+
+
+def _decode(name: Any) -> str:
+    return name.decode("utf-8", "backslashreplace") if isinstance(name, bytes) else str(name)
+
+
+def _no_args(name: str, args: list[str]) -> None:
+    if args:
+        raise UsageError(f"%rtk {name} takes no arguments (got {' '.join(args)!r})")
+
+
+def _channels(m: RtkMagics, args: list[str]) -> list[str]:
+    if len(args) > 1:
+        raise UsageError("usage: %rtk channels [PATTERN]")
+    m._ensure_connected()
+    found = m.state.toolkit.client.pubsub_channels(args[0] if args else "*")
+    return sorted(_decode(c) for c in found)
+
+
+def _numsub(m: RtkMagics, args: list[str]) -> dict[str, int]:
+    if not args:
+        raise UsageError("usage: %rtk numsub CHANNEL [CHANNEL ...]")
+    m._ensure_connected()
+    return {_decode(c): int(n) for c, n in m.state.toolkit.client.pubsub_numsub(*args)}
+
+
+def _numpat(m: RtkMagics, args: list[str]) -> int:
+    _no_args("numpat", args)
+    m._ensure_connected()
+    return int(m.state.toolkit.client.pubsub_numpat())
+
+
+def _subs(m: RtkMagics, args: list[str]) -> Any:
+    _no_args("subs", args)
+    from .frames import subscriptions_frame
+
+    return subscriptions_frame(list(m.state.subscriptions.values()))
+
+
+def _stop(m: RtkMagics, args: list[str]) -> None:
+    if args == ["--all"]:
+        names = m.state.stop_all()
+        print(f"stopped {len(names)} subscription(s){': ' if names else ''}{', '.join(names)}")
+        return
+    if len(args) != 1 or args[0].startswith("-"):
+        raise UsageError("usage: %rtk stop NAME | %rtk stop --all")
+    if not m.state.stop(args[0]):
+        running = ", ".join(m.state.subscriptions) or "none"
+        raise UsageError(f"%rtk stop: no running subscription {args[0]!r} (running: {running})")
+    print(f"stopped {args[0]}")
+
+
+def _panel(m: RtkMagics, args: list[str]) -> Any:
+    _no_args("panel", args)
+    from .dashboard import Dashboard
+
+    return Dashboard(m.state, max_rows=m.max_rows, log_size=m.log_size)
+
+
+SUBCOMMANDS: dict[str, Callable[[RtkMagics, list[str]], Any]] = {
+    "channels": _channels,
+    "numsub": _numsub,
+    "numpat": _numpat,
+    "subs": _subs,
+    "stop": _stop,
+    "panel": _panel,
+}

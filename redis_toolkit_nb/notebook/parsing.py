@@ -1,0 +1,196 @@
+"""Parsing magic lines: argparse that raises ``UsageError``, and ``%rtk_publish``'s payload.
+
+IPython expands ``{var}`` and ``$var`` in magic lines, which mangles JSON; the magics that take
+a payload are ``@no_var_expand`` and evaluate it here instead, in the user's namespace.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from IPython.core.error import UsageError
+
+
+class MagicParser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` whose errors become ``UsageError`` (a short message, no traceback,
+    and Run All stops) instead of printing usage and calling ``sys.exit``."""
+
+    def __init__(self, prog: str, **kwargs: Any) -> None:
+        super().__init__(prog=prog, add_help=False, allow_abbrev=False, **kwargs)
+
+    def error(self, message: str):  # noqa: ANN201 - argparse's signature
+        raise UsageError(f"{self.prog}: {message}\nusage: {self.format_usage().strip()}")
+
+    def exit(self, status: int = 0, message: str | None = None):  # noqa: ANN201
+        raise UsageError(message or f"{self.prog}: invalid arguments")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be > 0")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be > 0")
+    return value
+
+
+def subscribe_parser() -> MagicParser:
+    """``%%rtk_subscribe CHANNEL_OR_PATTERN [...] [--name NAME] [--max-rows N] [--decode M]``."""
+    p = MagicParser("%%rtk_subscribe")
+    p.add_argument("names", nargs="+", metavar="CHANNEL_OR_PATTERN")
+    p.add_argument("--name", default=None, help="variable the subscription is bound to")
+    p.add_argument("--max-rows", type=_positive_int, default=None, dest="max_rows")
+    p.add_argument("--decode", choices=("auto", "json", "raw"), default="auto")
+    return p
+
+
+# ---- %rtk_publish ----------------------------------------------------------------------------
+
+_OPTION = re.compile(r"--(count|rate)(?:\s*=\s*|\s+)(\S+)")
+_TRAILING = re.compile(r"(?:\s+--(?:count|rate)(?:\s*=\s*|\s+)[^\s\"']+)+\s*$")
+_CHANNEL = re.compile(r"\"((?:[^\"\\]|\\.)*)\"|'((?:[^'\\]|\\.)*)'|(\S+)")
+
+
+@dataclass
+class PublishArgs:
+    channel: str
+    payload: str
+    count: int = 1
+    rate: float | None = None
+    repeat: bool = False  # --count or --rate was given
+
+
+def _apply_option(args: PublishArgs, name: str, value: str) -> None:
+    try:
+        if name == "count":
+            args.count = _positive_int(value)
+        else:
+            args.rate = _positive_float(value)
+    except argparse.ArgumentTypeError as exc:
+        raise UsageError(f"%rtk_publish: --{name}: {exc}") from None
+    args.repeat = True
+
+
+def parse_publish(line: str) -> PublishArgs:
+    """Split ``[--count N] [--rate R] CHANNEL PAYLOAD [--count N] [--rate R]``.
+
+    Options go before CHANNEL or at the very end of the line; PAYLOAD is everything between,
+    as typed. CHANNEL may be quoted. ``--`` ends the options (for a channel starting with -).
+    """
+    usage = "usage: %rtk_publish [--count N] [--rate R] CHANNEL PAYLOAD"
+    args = PublishArgs(channel="", payload="")
+    rest = line.strip()
+    while rest.startswith("-"):
+        if rest == "--" or rest.startswith("-- "):
+            rest = rest[2:].lstrip()
+            break
+        m = _OPTION.match(rest)
+        if not m:
+            bad = rest.split()[0]
+            raise UsageError(f"%rtk_publish: unknown or incomplete option {bad!r}\n{usage}")
+        _apply_option(args, m.group(1), m.group(2))
+        rest = rest[m.end() :].lstrip()
+    m = _CHANNEL.match(rest)
+    if not m:
+        raise UsageError(f"%rtk_publish: missing CHANNEL and PAYLOAD\n{usage}")
+    args.channel = next(g for g in m.groups() if g is not None)
+    rest = rest[m.end() :].strip()
+    tail = _TRAILING.search(" " + rest)
+    if tail:
+        for opt in _OPTION.finditer(tail.group(0)):
+            _apply_option(args, opt.group(1), opt.group(2))
+        rest = (" " + rest)[: tail.start()].strip()
+    if not args.channel:
+        raise UsageError(f"%rtk_publish: the channel name is empty\n{usage}")
+    if not rest:
+        raise UsageError(f"%rtk_publish: missing PAYLOAD after channel {args.channel!r}\n{usage}")
+    args.payload = rest
+    return args
+
+
+class Payload:
+    """PAYLOAD of ``%rtk_publish``: a Python expression evaluated in the user's namespace.
+
+    Text that is not a Python expression is JSON if it parses as JSON (``{"ok": true}``), else a
+    plain string (``hello world``). An expression that fails to evaluate (an undefined name, a
+    ZeroDivisionError) raises ``UsageError``: a typo must not be published as text. With
+    ``--count``, the name ``i`` is the message's index (0, 1, ...) inside the expression.
+    """
+
+    def __init__(self, text: str, namespace: Mapping[str, Any]) -> None:
+        self.text = text
+        self.namespace = namespace
+        self.constant: Any = None
+        self.code = None
+        self.uses_index = False
+        try:
+            code = compile(text, "<rtk_publish payload>", "eval")
+        except SyntaxError:
+            self.constant = self._json_or_text()
+            return
+        if code.co_names or code.co_consts and any(hasattr(c, "co_code") for c in code.co_consts):
+            self.code = code  # depends on names (or builds a comprehension): evaluate per use
+            self.uses_index = "i" in _all_names(code)
+        else:
+            self.constant = self._eval(code, None)
+
+    def _json_or_text(self) -> Any:
+        try:
+            return orjson.loads(self.text)
+        except orjson.JSONDecodeError:
+            return self.text
+
+    def _eval(self, code: Any, index: int | None) -> Any:
+        local = {"i": index} if index is not None else None
+        try:
+            # The user's own typed expression, never a received payload.
+            return eval(code, self.namespace, local)  # noqa: S307
+        except NameError as exc:
+            # JSON literals (true/false/null) are names to Python: accept JSON as typed.
+            try:
+                return orjson.loads(self.text)
+            except orjson.JSONDecodeError:
+                pass
+            raise UsageError(
+                f"%rtk_publish: {exc} in PAYLOAD {self.text!r}; quote it to send text "
+                f"(%rtk_publish CHANNEL '{self.text}')"
+            ) from None
+        except Exception as exc:  # noqa: BLE001 - any failure of the user's expression
+            raise UsageError(
+                f"%rtk_publish: evaluating PAYLOAD {self.text!r} raised {type(exc).__name__}: {exc}"
+            ) from None
+
+    def value(self, index: int | None = None) -> Any:
+        """The value to publish (``index``: the message number under ``--count``)."""
+        if self.code is None:
+            return self.constant
+        return self._eval(self.code, index if self.uses_index else None)
+
+    @property
+    def varies(self) -> bool:
+        """Whether each message may differ (the expression uses ``i``)."""
+        return self.code is not None and self.uses_index
+
+
+def _all_names(code: Any) -> set[str]:
+    names = set(code.co_names) | set(getattr(code, "co_varnames", ()))
+    for const in code.co_consts:
+        if hasattr(const, "co_code"):
+            names |= _all_names(const) | set(const.co_freevars)
+    return names

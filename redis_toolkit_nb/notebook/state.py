@@ -1,0 +1,178 @@
+"""The notebook's connection and its running subscriptions (one ``NotebookState`` per shell)."""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+from collections.abc import Callable, Iterable
+from types import CodeType
+from typing import Any
+
+import redis
+
+from .. import RedisToolkit, ToolkitConnectionError
+from .._urls import mask_url
+from ..connection import DEFAULT_URL, resolve_url
+from .subscription import Subscription
+
+
+def default_name(names: Iterable[str]) -> str:
+    """``sub_<first channel>`` as a Python identifier (``news.*`` -> ``sub_news``)."""
+    first = next(iter(names), "")
+    stem = re.sub(r"\W+", "_", str(first)).strip("_")
+    return f"sub_{stem}" if stem else "sub"
+
+
+class NotebookState:
+    """Where the magics connect, and every subscription they started.
+
+    ``url`` is the URL of the last ``%rtk_connect`` (else ``default_url``, else ``REDIS_URL``,
+    localhost, or the embedded server, resolved on first use).
+    """
+
+    def __init__(
+        self,
+        namespace: dict[str, Any],
+        *,
+        default_url: Callable[[], str | None] = lambda: None,
+        announce: Callable[[str], Any] = print,
+    ) -> None:
+        self.namespace = namespace
+        self._default_url = default_url
+        self._announce = announce
+        self.url: str | None = None
+        self._toolkit: RedisToolkit | None = None
+        self._lock = threading.RLock()
+        self.subscriptions: dict[str, Subscription] = {}
+
+    # ---- connection --------------------------------------------------------------------------
+    def _default(self) -> str:
+        explicit = self._default_url() or None
+        url = resolve_url(explicit)
+        if not explicit and not os.environ.get("REDIS_URL") and url != DEFAULT_URL:
+            self._announce(
+                f"redis_toolkit_nb: no Redis at {DEFAULT_URL} and no REDIS_URL; using the "
+                f"embedded server at {mask_url(url)}"
+            )
+        return url
+
+    def resolve(self) -> str:
+        """The URL to use now (resolving the default once; may start the embedded server)."""
+        with self._lock:
+            if self.url is None:
+                self.url = self._default()
+            return self.url
+
+    @property
+    def toolkit(self) -> RedisToolkit:
+        """The publishing toolkit, connected lazily."""
+        with self._lock:
+            if self._toolkit is None:
+                self._toolkit = RedisToolkit(url=self.resolve())
+            return self._toolkit
+
+    def connect(self, url: str | None = None) -> dict[str, str]:
+        """(Re)connect to ``url`` (None: the default chain), check that the server answers and
+        return ``server_info()``. On failure the previous connection stays in use. Running
+        subscriptions stay on the server they started on."""
+        with self._lock:
+            target = url or self._default()
+            tk = RedisToolkit(url=target)
+            try:
+                info = self.server_info(tk)
+            except BaseException:
+                tk.close()
+                raise
+            old, self._toolkit, self.url = self._toolkit, tk, target
+            if old is not None:
+                old.close()
+            return info
+
+    def server_info(self, tk: RedisToolkit | None = None) -> dict[str, str]:
+        """``url`` (masked), ``server`` (redis or valkey) and ``version`` of the server."""
+        tk = tk or self.toolkit
+        try:
+            info = tk.client.info("server")
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            raise ToolkitConnectionError(
+                f"cannot reach Redis at {tk.url}: {_clean(exc, tk)}"
+            ) from None
+        except redis.RedisError as exc:
+            raise ToolkitConnectionError(
+                f"Redis at {tk.url} refused INFO: {_clean(exc, tk)}"
+            ) from None
+        server = str(info.get("server_name") or ("valkey" if "valkey_version" in info else "redis"))
+        version = str(info.get("valkey_version") or info.get("redis_version") or "?")
+        return {"url": tk.url, "server": server, "version": version}
+
+    # ---- subscriptions -----------------------------------------------------------------------
+    def subscribe(
+        self,
+        names: list[str],
+        *,
+        name: str | None = None,
+        max_rows: int = 1000,
+        decode: str = "auto",
+        body: CodeType | None = None,
+        log_size: int = 50,
+    ) -> Subscription:
+        """Start a subscription bound to ``name`` in the namespace, replacing (stopping) any
+        earlier one of that name."""
+        name = name or default_name(names)
+        if not name.isidentifier():
+            raise ValueError(f"--name {name!r} is not a Python identifier")
+        self.stop(name)
+        previous = self.namespace.get(name)
+        if isinstance(previous, Subscription):
+            previous.stop()  # started by an earlier load of the extension
+        sub = Subscription(
+            names,
+            name=name,
+            url=self.resolve(),
+            max_rows=max_rows,
+            decode=decode,
+            body=body,
+            namespace=self.namespace,
+            log_size=log_size,
+            on_stop=self._forget,
+        )
+        with self._lock:
+            self.subscriptions[name] = sub
+        self.namespace[name] = sub
+        return sub
+
+    def _forget(self, sub: Subscription) -> None:
+        with self._lock:
+            if self.subscriptions.get(sub.name) is sub:
+                del self.subscriptions[sub.name]
+
+    def stop(self, name: str) -> bool:
+        """Stop the subscription called ``name``; False if there is none."""
+        with self._lock:
+            sub = self.subscriptions.get(name)
+        if sub is None:
+            return False
+        sub.stop()
+        return True
+
+    def stop_all(self) -> list[str]:
+        with self._lock:
+            subs = list(self.subscriptions.values())
+        for sub in subs:
+            sub.stop()
+        return [s.name for s in subs]
+
+    def close(self) -> None:
+        """Stop every subscription and close the connection (``%unload_ext``)."""
+        self.stop_all()
+        with self._lock:
+            if self._toolkit is not None:
+                self._toolkit.close()
+            self._toolkit = None
+
+
+def _clean(exc: BaseException, tk: RedisToolkit) -> str:
+    password = tk.client.connection_pool.connection_kwargs.get("password")
+    text = str(exc)
+    return text.replace(str(password), "***") if password else text
