@@ -207,6 +207,15 @@ _default: RedisServer | None = None
 _default_lock = threading.Lock()
 
 
+def _stop_at_exit(server: RedisServer) -> None:
+    # atexit runs last-registered first, so this would run before the subscribers are
+    # stopped: stop them first, or each one logs a lost connection on the way out.
+    from .subscriber import _stop_all
+
+    _stop_all()
+    server.cleanup()
+
+
 def default_server() -> RedisServer:
     """The process-wide embedded server, started on first use and stopped at exit."""
     global _default
@@ -214,7 +223,7 @@ def default_server() -> RedisServer:
         if _default is None or not _default.running:
             server = RedisServer(find_server_binary())
             server.start()
-            atexit.register(server.cleanup)
+            atexit.register(_stop_at_exit, server)
             _default = server
             logger.warning(
                 "redis_toolkit_nb: no Redis at localhost:6379 and no REDIS_URL set; started "
