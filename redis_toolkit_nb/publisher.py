@@ -47,7 +47,11 @@ def publish_many(
     prefix = _channel_prefix(channel)
     encode = codec.encode
     published = 0
-    conn = client.connection_pool.get_connection()
+    try:
+        conn = client.connection_pool.get_connection()
+    except (redis.ConnectionError, redis.TimeoutError) as exc:
+        # Connecting (and authenticating) happens here: wrap it like every other failure.
+        raise connection_error(client, exc, "publish") from exc
     ok = False
     try:
         chunk: list[bytes] = []
