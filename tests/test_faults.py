@@ -358,6 +358,8 @@ def test_server_down_at_start():
         RedisToolkit(url=url).ping()
     with pytest.raises(ToolkitConnectionError, match="cannot publish"):
         RedisToolkit(url=url).publisher("x", 1)
+    with pytest.raises(ToolkitConnectionError, match="cannot publish"):
+        RedisToolkit(url=url).publish_many("x", [1, 2])
 
 
 # ---- subscriptions while messages flow -------------------------------------------------------
