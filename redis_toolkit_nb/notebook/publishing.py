@@ -10,6 +10,7 @@ from .parsing import Payload
 
 _CHUNK = 5000  # values per pipelined write when not rate-limited
 _SLICE = 0.05  # seconds between rate-limited writes (and progress updates)
+_SINGLE_RATE = 2000  # at or under this rate, messages go one by one (receivers counted)
 
 
 @dataclass
@@ -71,8 +72,10 @@ def publish_repeated(
             else:
                 due = min(count, sent + _CHUNK)
             batch = due - sent
-            if batch == 1 and receivers is not None:
-                receivers += tk.publish(channel, payload.value(sent))
+            if receivers is not None and (batch == 1 or (rate and rate <= _SINGLE_RATE)):
+                # Slow enough to send one by one, so the receivers can be reported.
+                for k in range(sent, due):
+                    receivers += tk.publish(channel, payload.value(k))
             else:
                 values = (
                     [payload.value(k) for k in range(sent, due)]

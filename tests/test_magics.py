@@ -1,0 +1,289 @@
+"""The magics, through a real IPython shell that re-raises errors, on private servers."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+
+import pytest
+import redis
+from conftest import wait_until
+from IPython.core.error import UsageError
+from IPython.testing.globalipapp import start_ipython
+
+pd = pytest.importorskip("pandas")
+
+
+@pytest.fixture(scope="module")
+def ip():
+    return start_ipython()
+
+
+@pytest.fixture
+def shell(ip, server, monkeypatch):
+    """The shell with the extension loaded, connecting to ``server`` through REDIS_URL."""
+    monkeypatch.setenv("REDIS_URL", server.url)
+    ip.run_line_magic("load_ext", "redis_toolkit_nb")
+    try:
+        yield ip
+    finally:
+        ip.run_line_magic("unload_ext", "redis_toolkit_nb")
+        for name in [n for n in ip.user_ns if n.startswith(("sub", "feed", "x_"))]:
+            ip.user_ns.pop(name, None)
+
+
+def run(ip, code: str):
+    """Run a cell; raise what it raised (UsageError included); return its value."""
+    result = ip.run_cell(code)
+    result.raise_error()
+    return result.result
+
+
+def test_connect_shows_masked_url_server_and_version(shell, capsys, server):
+    magics = shell.magics_manager.registry["RtkMagics"]
+    assert magics.state._toolkit is None, "loading the extension must not connect"
+    run(shell, "%rtk_connect")
+    out = capsys.readouterr().out
+    assert f"connected to {server.url}" in out
+    assert ("redis 7." in out) or ("valkey 8." in out), out
+
+
+def test_connect_masks_the_password(shell, make_server, capsys):
+    srv = make_server("redis", password="s3cr3t-pw")
+    url = f"redis://:s3cr3t-pw@127.0.0.1:{srv.port}/0"
+    run(shell, f"%rtk_connect {url}")
+    out = capsys.readouterr().out
+    assert "s3cr3t-pw" not in out and f"redis://:***@127.0.0.1:{srv.port}/0" in out
+    assert run(shell, "%rtk_publish any 1") == 0
+    with pytest.raises(UsageError) as err:
+        run(shell, f"%rtk_connect redis://:wrong-pw@127.0.0.1:{srv.port}/0")
+    assert "wrong-pw" not in str(err.value)
+    # The failed reconnect kept the working connection.
+    assert run(shell, "%rtk_publish any 1") == 0
+
+
+def test_unreachable_server_is_a_usage_error(shell):
+    with pytest.raises(UsageError, match="cannot reach Redis at redis://127.0.0.1:1/0"):
+        run(shell, "%rtk_connect redis://127.0.0.1:1/0")
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("%rtk_publish", "missing CHANNEL and PAYLOAD"),
+        ("%rtk_publish news", "missing PAYLOAD"),
+        ("%rtk_publish --bogus 3 news 1", "unknown or incomplete option '--bogus'"),
+        ("%rtk_publish --count 0 news 1", "--count: '0' must be > 0"),
+        ("%rtk_publish news undefined_name_xyz", "name 'undefined_name_xyz' is not defined"),
+        ("%rtk_publish news 1/0", "ZeroDivisionError"),
+        ("%rtk", "usage: %rtk"),
+        ("%rtk nonsense", "usage: %rtk"),
+        ("%rtk stop nobody", "no running subscription 'nobody'"),
+        ("%rtk numsub", "usage: %rtk numsub"),
+        ("%rtk numpat extra", "takes no arguments"),
+        ("%%rtk_subscribe --name x_a\npass", "the following arguments are required"),
+        ("%%rtk_subscribe news --bogus\npass", "unrecognized arguments: --bogus"),
+        ("%%rtk_subscribe news --max-rows -5\npass", "--max-rows"),
+        ("%%rtk_subscribe news --name 'not valid'\npass", "not a Python identifier"),
+        ("%%rtk_subscribe news\nif data ==", "syntax error in the cell body"),
+    ],
+)
+def test_bad_input_raises_usage_error(shell, line, message):
+    with pytest.raises(UsageError) as err:
+        run(shell, line)
+    assert message in str(err.value)
+    assert not any(n.startswith("sub_") for n in shell.user_ns)
+
+
+def test_publish_payload_forms(shell, admin):
+    run(shell, "%%rtk_subscribe forms --name feed\n")
+    feed = shell.user_ns["feed"]
+    shell.user_ns.update(reading={"t": 21.5}, city="Paris")
+    lines = [
+        '%rtk_publish forms {"a": 1, "b": [1, 2]}',  # JSON-looking dict: no {var} mangling
+        "%rtk_publish forms reading",  # a variable
+        "%rtk_publish forms 42",
+        '%rtk_publish forms f"weather in {city}"',  # an f-string, expanded by Python
+        "%rtk_publish forms hello world",  # not an expression: plain text
+        '%rtk_publish forms {"ok": true, "none": null}',  # JSON literals
+        "%rtk_publish forms $HOME",  # no $var expansion either
+        "%rtk_publish 'forms' [x * 2 for x in range(3)]",  # quoted channel, comprehension
+    ]
+    receivers = [run(shell, line) for line in lines]
+    assert receivers == [1] * len(lines)
+    wait_until(lambda: feed.stats.delivered == len(lines), 5, "every publish to arrive")
+    assert list(feed.df["data"]) == [
+        {"a": 1, "b": [1, 2]},
+        {"t": 21.5},
+        42,
+        "weather in Paris",
+        "hello world",
+        {"ok": True, "none": None},
+        "$HOME",
+        [0, 2, 4],
+    ]
+
+
+def test_publish_count_and_rate(shell, capsys):
+    run(shell, "%%rtk_subscribe load --name feed\n")
+    feed = shell.user_ns["feed"]
+    report = run(shell, '%rtk_publish --count 3000 load {"i": i}')
+    assert report.published == 3000
+    started = time.monotonic()
+    paced = run(shell, "%rtk_publish load 7 --count 20 --rate 100")
+    took = time.monotonic() - started
+    assert paced.published == 20 and paced.receivers == 20
+    assert 0.15 < took < 2.0, f"20 messages at 100/s took {took:.2f} s"
+    wait_until(lambda: feed.stats.delivered == 3020, 10, "3020 messages")
+    data = list(feed.df["data"])  # the newest 1000 (max_rows)
+    assert data == [{"i": i} for i in range(2020, 3000)] + [7] * 20
+    assert "published 3000 messages to 'load'" in repr(report)
+
+
+def test_subscribe_returns_at_once_binds_name_and_builds_frames(shell, admin):
+    started = time.monotonic()
+    sub = run(shell, "%%rtk_subscribe frames.* plain --max-rows 50\n")
+    assert time.monotonic() - started < 2.0
+    assert shell.user_ns["sub_frames"] is sub  # the default name
+    assert sub.patterns == ["frames.*"] and sub.channels == ["plain"]
+    for i in range(60):
+        admin.publish("frames.a" if i % 2 else "plain", json.dumps({"n": i, "meta": {"k": "v"}}))
+    admin.publish("plain", b"\xff\x00binary")
+    wait_until(lambda: sub.stats.delivered == 61, 5, "61 messages")
+    df = sub.df
+    assert list(df.columns)[:5] == ["time", "channel", "pattern", "data", "size"]
+    assert len(df) == 50  # bounded by --max-rows, the newest kept
+    assert str(df["time"].dt.tz) == "UTC"
+    assert df["time"].is_monotonic_increasing
+    assert df["data"].iloc[-1] == b"\xff\x00binary"
+    assert df["pattern"].iloc[-2] == "frames.*" and df["channel"].iloc[-2] == "frames.a"
+    assert df["pattern"].iloc[-3] is None
+    flat = sub.df_expanded()
+    assert {"n", "meta.k", "time", "channel"} <= set(flat.columns)
+    assert flat["n"].iloc[-2] == 59 and flat["meta.k"].iloc[-2] == "v"
+    assert flat["data"].iloc[-1] == b"\xff\x00binary"
+
+
+def test_export_to_parquet_and_csv(shell, admin, tmp_path):
+    sub = run(shell, "%%rtk_subscribe exp --name feed\n")
+    admin.publish("exp", json.dumps({"a": 1}))
+    admin.publish("exp", "text")
+    wait_until(lambda: sub.stats.delivered == 2, 5, "2 messages")
+    sub.export(tmp_path / "m.parquet")
+    sub.export(tmp_path / "m.csv")
+    back = pd.read_parquet(tmp_path / "m.parquet")
+    assert list(back["data"]) == ['{"a":1}', '"text"'] and len(pd.read_csv(tmp_path / "m.csv")) == 2
+    only_dicts = sub.df.iloc[:1]
+    only_dicts.to_parquet(tmp_path / "d.parquet")  # plain pandas export works too
+
+
+def test_rerun_replaces_the_subscription(shell, admin):
+    first = run(shell, "%%rtk_subscribe rerun --name feed\n")
+    second = run(shell, "%%rtk_subscribe rerun --name feed\n")
+    assert shell.user_ns["feed"] is second and not first.running and second.running
+    assert dict(admin.pubsub_numsub("rerun")) == {b"rerun": 1}
+    assert admin.publish("rerun", "x") == 1
+
+
+def test_cell_body_runs_per_message_and_errors_do_not_stop_it(shell, admin):
+    shell.user_ns["x_seen"] = []
+    run(
+        shell,
+        "%%rtk_subscribe body --name feed\n"
+        "if data == 'boom':\n    raise ValueError('boom on ' + channel)\n"
+        "x_seen.append((channel, data, message.size))\n"
+        "print('got', data)\n",
+    )
+    feed = shell.user_ns["feed"]
+    for payload in ("one", "boom", "two"):
+        admin.publish("body", payload)
+    wait_until(lambda: len(shell.user_ns["x_seen"]) == 2, 5, "the body to run twice")
+    assert shell.user_ns["x_seen"] == [("body", "one", 3), ("body", "two", 3)]
+    assert feed.stats.handler_errors == 1 and feed.running
+    assert "channel" not in shell.user_ns and "data" not in shell.user_ns  # not leaked
+    feed.panel.refresh()
+    log = feed.panel.log.value
+    assert "handler error ValueError: boom on body" in log and "print: got two" in log
+
+
+def test_empty_subscribe_cell_and_line_form(shell):
+    run(shell, "%%rtk_subscribe emptybody --name feed")  # no body at all: allowed
+    run(shell, "%rtk_subscribe lineform --name x_line")
+    assert shell.user_ns["feed"].channels == ["emptybody"]
+    assert shell.user_ns["x_line"].channels == ["lineform"]
+
+
+def test_rtk_subcommands(shell, admin, capsys):
+    run(shell, "%%rtk_subscribe sc.one sc.two --name feed\n")
+    run(shell, "%%rtk_subscribe sc.* --name x_pat\n")
+    assert {"sc.one", "sc.two"} <= set(run(shell, "%rtk channels"))
+    assert run(shell, "%rtk channels sc.o*") == ["sc.one"]
+    assert run(shell, "%rtk numsub sc.one nobody") == {"sc.one": 1, "nobody": 0}
+    assert run(shell, "%rtk numpat") >= 1
+    admin.publish("sc.one", "hi")
+    wait_until(lambda: shell.user_ns["feed"].stats.delivered == 1, 5, "one message")
+    subs = run(shell, "%rtk subs")
+    assert list(subs["name"]) == ["feed", "x_pat"]
+    assert int(subs.set_index("name").loc["feed", "received"]) == 1
+    dash = run(shell, "%rtk panel")
+    assert "rtk-dashboard" in dash.widget._dom_classes
+    dash.close()
+    run(shell, "%rtk stop feed")
+    assert "stopped feed" in capsys.readouterr().out
+    assert not shell.user_ns["feed"].running
+    run(shell, "%rtk stop --all")
+    assert not shell.user_ns["x_pat"].running
+    assert dict(admin.pubsub_numsub("sc.one")) == {b"sc.one": 0}
+
+
+def test_config_lists_the_traitlets(shell, capsys):
+    run(shell, "%config RtkMagics")
+    out = capsys.readouterr().out
+    for name in ("default_url", "max_rows", "refresh_interval", "show_connection"):
+        assert f"RtkMagics.{name}" in out
+    run(shell, "%config RtkMagics.max_rows = 7")
+    try:
+        sub = run(shell, "%%rtk_subscribe cfg --name feed\n")
+        assert sub.max_rows == 7 and sub.subscriber.buffer.maxlen == 7
+    finally:
+        shell.config.RtkMagics.pop("max_rows", None)  # the shell outlives this test
+
+
+def test_unload_and_reload_stop_every_subscription(ip, server, monkeypatch, admin):
+    monkeypatch.setenv("REDIS_URL", server.url)
+    ip.run_line_magic("load_ext", "redis_toolkit_nb")
+    try:
+        a = run(ip, "%%rtk_subscribe ul.a --name x_a\n")
+        ip.run_line_magic("reload_ext", "redis_toolkit_nb")
+        assert not a.running
+        b = run(ip, "%%rtk_subscribe ul.b --name x_b\n")
+        assert b.running
+    finally:
+        ip.run_line_magic("unload_ext", "redis_toolkit_nb")
+    assert not b.running
+    assert dict(admin.pubsub_numsub("ul.a", "ul.b")) == {b"ul.a": 0, b"ul.b": 0}
+    with pytest.raises(UsageError):
+        run(ip, "%rtk subs")  # the magics are gone
+    ip.user_ns.pop("x_a"), ip.user_ns.pop("x_b")
+
+
+def test_importing_the_package_loads_no_notebook_libraries():
+    code = (
+        "import sys, redis_toolkit_nb\n"
+        "heavy = ('IPython', 'ipywidgets', 'pandas', 'ipykernel')\n"
+        "heavy = [m for m in heavy if m in sys.modules]\n"
+        "print(heavy)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_publish_error_from_the_server_is_a_usage_error(shell, make_server):
+    srv = make_server("redis")
+    run(shell, f"%rtk_connect {srv.url}")
+    srv.stop()
+    with pytest.raises(UsageError, match=f"127.0.0.1:{srv.port}"):
+        run(shell, "%rtk_publish gone 1")
+    assert isinstance(redis.Redis, type)
