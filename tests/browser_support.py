@@ -489,12 +489,20 @@ def assert_widgets_healthy(root: Any, scope: str = ".jp-OutputArea-output") -> N
     assert not bad, f"widget front end failed ({bad}):\n{joined[-2000:]}"
 
 
+# Lab renders tracebacks and UsageErrors as stderr outputs; a widget's own log (a panel showing
+# a handler's traceback on purpose) is widget output and is not mistaken for a failed cell.
+STDERR_OUTPUT = '.jp-OutputArea-output[data-mime-type="application/vnd.jupyter.stderr"]'
+
+
+def cell_errors(root: Any) -> list[str]:
+    """The text of every cell error (traceback or UsageError) under ``root``."""
+    texts = root.locator(STDERR_OUTPUT).evaluate_all("els => els.map(e => e.textContent || '')")
+    return [t for t in texts if CELL_ERROR.search(t)]
+
+
 def assert_no_cell_errors(root: Any) -> None:
     """No cell under ``root`` (a page or a locator) ended in a traceback or a UsageError."""
-    texts = root.locator(".jp-OutputArea-output").evaluate_all(
-        "els => els.map(e => e.textContent || '')"
-    )
-    errors = [t for t in texts if CELL_ERROR.search(t)]
+    errors = cell_errors(root)
     assert not errors, "a cell failed:\n" + "\n---\n".join(t[-1500:] for t in errors)
 
 
@@ -542,6 +550,9 @@ def wait_all_executed(page: Any, timeout: float = 90.0) -> None:
             return False
         finished = all(re.fullmatch(r"\[\d+\]:", p) for p in prompts)
         idle = page.locator(".jp-StatusBar-Widget", has_text="| Idle").count() > 0
+        if idle and not finished and cell_errors(page):
+            # Run All stops at the first error: say which, instead of waiting for the rest.
+            pytest.fail("Run All stopped on a cell error:\n" + cell_errors(page)[0][-2000:])
         return finished and idle
 
     deadline = time.monotonic() + timeout
