@@ -226,10 +226,13 @@ def test_block_policy_loses_nothing(server):
             assert entered.wait(10)
             for i in range(1, 200):
                 pub.publisher("blk", i)
-        # The queue is full and the reader waits instead of dropping: the rest stays in the
-        # socket and the server's output buffer.
-        wait_until(lambda: sub.stats.pending >= 5, what="the queue to fill")
-        assert sub.stats.received < 200
+        # The queue has no room for the next batch and the reader waits with it instead of
+        # dropping (read but neither queued nor in the handler); the rest stays in the socket.
+        wait_until(
+            lambda: sub.stats.received - sub.stats.pending >= 2 and sub.stats.pending >= 1,
+            what="the reader waiting for room in the queue",
+        )
+        assert sub.stats.dropped == 0
         release.set()
         wait_until(lambda: len(got) == 200, what="all 200 delivered")
         assert got == list(range(200))
