@@ -190,25 +190,29 @@ class LivePanel:
         )
 
     def _log(self, rows: list[Any]) -> str:
-        entries: list[tuple[float, str]] = []
-        for m in rows[: self.log_size]:
-            entries.append(
-                (m.time, f"{clock(m.time)} {escape(str(m.channel))}: {escape(preview(m.data, 80))}")
-            )
+        # Handler errors and print output are what the user most needs to see: they keep at
+        # least half of the log even when messages stream in; messages fill the rest.
+        special: list[tuple[float, str]] = []
         for t, channel, _data, exc, _tb in self.sub.failures[-self.log_size :]:
-            entries.append(
+            special.append(
                 (
                     t,
                     f'<span style="color:#c00">{clock(t)} {escape(str(channel))}: handler error '
                     f"{escape(type(exc).__name__)}: {escape(preview(str(exc), 160))}</span>",
                 )
             )
-        for t, channel, text in list(self.sub.prints):
-            entries.append(
+        for t, channel, text in list(self.sub.prints)[-self.log_size :]:
+            special.append(
                 (t, f"{clock(t)} {escape(str(channel))}: print: {escape(preview(text, 160))}")
             )
+        special.sort(key=lambda e: e[0], reverse=True)
+        special = special[: max(self.log_size // 2, self.log_size - len(rows))]
+        entries = special + [
+            (m.time, f"{clock(m.time)} {escape(str(m.channel))}: {escape(preview(m.data, 80))}")
+            for m in rows[: self.log_size - len(special)]
+        ]
         entries.sort(key=lambda e: e[0], reverse=True)
-        lines = "<br>".join(text for _, text in entries[: self.log_size])
+        lines = "<br>".join(text for _, text in entries)
         return f'<div style="font-family:monospace;font-size:11px">{lines or "<i>empty</i>"}</div>'
 
     def __repr__(self) -> str:
