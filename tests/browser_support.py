@@ -576,11 +576,39 @@ def received_count(text: str) -> int | None:
     return int(re.sub(r"\D", "", match.group(1)))
 
 
-def save_screenshot(target: Any, name: str, readme_name: str | None = None) -> Path:
-    """Save a PNG of a page or element to tests/artifacts/; also to docs/ when asked to."""
+def save_screenshot(
+    target: Any, name: str, readme_name: str | None = None, *, page: Any = None
+) -> Path:
+    """Save a PNG to tests/artifacts/ (and docs/ when asked to).
+
+    ``target`` is a page, or an element together with its ``page``: the element is scrolled to
+    the top of its scroller and the visible part of it is shot, from its top edge down to the
+    bottom of the scroller (a live panel can be taller than the window, and an element
+    screenshot of a scrolled, windowed notebook comes out clipped or blank).
+    """
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     path = ARTIFACTS / name
-    target.screenshot(path=str(path))
+    if page is None:
+        target.screenshot(path=str(path))
+    else:
+        clip = target.evaluate(
+            """el => {
+                el.scrollIntoView({block: 'start'});
+                let scroller = el.parentElement;
+                while (scroller && scroller !== document.body) {
+                    const style = getComputedStyle(scroller);
+                    if (/(auto|scroll)/.test(style.overflowY)) break;
+                    scroller = scroller.parentElement;
+                }
+                const box = el.getBoundingClientRect();
+                const bottom = scroller ? scroller.getBoundingClientRect().bottom
+                                        : window.innerHeight;
+                return {x: box.left, y: box.top, width: box.width,
+                        height: Math.min(box.bottom, bottom) - box.top};
+            }"""
+        )
+        page.wait_for_timeout(200)  # let the scroll settle before the shot
+        page.screenshot(path=str(path), clip=clip)
     if readme_name and update_screenshots():
         DOCS.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(path, DOCS / readme_name)

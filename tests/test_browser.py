@@ -39,6 +39,7 @@ from browser_support import (
     run_all,
     save_screenshot,
     subscribe_cells,
+    update_screenshots,
     wait_all_executed,
     write_notebook,
 )
@@ -234,6 +235,52 @@ def _publish_and_watch(page, panel, client: redis.Redis, channel: str, count: in
     poll(marker_shown, 20, f"a published row ({marker}) in the panel's table", interval=0.2)
 
 
+def _demo_traffic(client: redis.Redis, channels: list[str], seconds: float) -> None:
+    """Publish a varying trickle to ``channels`` for ``seconds`` (screenshot mode only)."""
+    deadline = time.monotonic() + seconds
+    i = 0
+    while time.monotonic() < deadline and channels:
+        # Uneven on purpose (two of three to the last channel) so each line of the chart shows.
+        channel = channels[min(i % 3, len(channels) - 1)]
+        client.publish(channel, json.dumps({"demo": i, "value": round(20 + (i % 17) * 0.5, 1)}))
+        i += 1
+        time.sleep(0.01 + 0.03 * (i // 50 % 2))  # pacing the traffic, not waiting on it
+
+
+def _use_the_dashboard(page, dashboard, panel, subs) -> None:
+    """Publish from the dashboard's Publish tab as a person would (type, click), see the
+    receivers inline and the row in the subscription's panel; then open the Flows tab."""
+    text = output_text(dashboard)
+    for tab in ("Publish", "Subscribe", "Channels", "Flows"):
+        assert tab in text, f"the dashboard has no {tab} tab"
+    channel = subs[0].channel_to_publish() if subs else "browser-test"
+    marker = f"dashboard-{int(time.time() * 1000) % 1_000_000}"
+    dashboard.locator(".widget-text input").first.fill(channel)
+    dashboard.locator(".widget-textarea textarea").first.fill(json.dumps({"from": marker}))
+    dashboard.locator("button.jupyter-button", has_text=re.compile(r"^\s*Publish\s*$")).click()
+    result = dashboard.locator(".rtk-publish-result")
+    shown = poll(
+        lambda: re.search(r"published to (.+): (\d+) receiver", output_text(result)),
+        15,
+        "the Publish tab's inline result",
+    )
+    assert shown.group(1) == channel, output_text(result)
+    if panel is not None:
+        assert int(shown.group(2)) >= 1, output_text(result)
+        poll(
+            lambda: marker in output_text(panel.locator(".rtk-table").first),
+            15,
+            f"the row published from the dashboard ({marker}) in the panel's table",
+        )
+    dashboard.locator(".lm-TabBar-tab", has_text="Flows").click()
+    flows = dashboard.locator(".rtk-flows")
+    poll(
+        lambda: flows.locator("path.rtk-flow").count() > 0 if panel is not None else True,
+        15,
+        "the Flows tab to draw the traffic",
+    )
+
+
 def test_quickstart_live_panel_in_lab(browser, private_redis, tmp_path: Path, timed) -> None:
     """The quickstart in JupyterLab: Run All, the live panel renders and follows the traffic
     the test publishes, and its screenshot is saved (docs/live-panel.png on request)."""
@@ -258,9 +305,11 @@ def test_quickstart_live_panel_in_lab(browser, private_redis, tmp_path: Path, ti
             _publish_and_watch(page, panel, client, subs[0].channel_to_publish())
             assert panel.locator(".rtk-log").count() > 0, "the panel has no .rtk-log"
             assert_widgets_healthy(page)
-            panel.scroll_into_view_if_needed()
+            if update_screenshots():
+                # For the README: a few seconds of traffic, so the rate chart shows a curve.
+                _demo_traffic(client, [n for n in subs[0].names if "*" not in n], seconds=8)
+            save_screenshot(sub_cell, "live-panel.png", readme_name="live-panel.png", page=page)
             save_screenshot(page, "quickstart-lab.png")
-            save_screenshot(sub_cell, "live-panel.png", readme_name="live-panel.png")
         finally:
             context.close()
             client.close()
@@ -290,11 +339,17 @@ def test_dashboard_in_voila(browser, private_redis, tmp_path: Path, timed) -> No
             )
             assert_widgets_healthy(page)
             assert_no_cell_errors(page)
+            panel = None
             if subs:
                 panel = page.locator(".jp-OutputArea-output .rtk-panel").first
                 _publish_and_watch(page, panel, client, subs[0].channel_to_publish())
+            _use_the_dashboard(page, dashboard.first, panel, subs)
             assert_widgets_healthy(page)
-            save_screenshot(page, "dashboard-voila.png", readme_name="dashboard.png")
+            assert_no_cell_errors(page)
+            save_screenshot(page, "dashboard-voila.png")
+            save_screenshot(
+                dashboard.first, "dashboard.png", readme_name="dashboard.png", page=page
+            )
         finally:
             context.close()
             client.close()
