@@ -114,12 +114,12 @@ QUICKSTART: list[Cell] = [
     md(
         """
         `--count` and `--rate` turn it into a small load generator: here 200 messages at up to
-        1,000 per second.
+        1,000 per second. Inside the payload, `i` is the message's index (0, 1, 2, ...).
         """
     ),
     code(
         """
-        %rtk_publish updates {"source": "load", "ok": True} --count 200 --rate 1000
+        %rtk_publish updates {"source": "load", "seq": i} --count 200 --rate 1000
         """
     ),
     md(
@@ -130,7 +130,7 @@ QUICKSTART: list[Cell] = [
         deadline, polling, never with a blind `sleep`:
         """
     ),
-    helpers(after="wait_for(lambda: news.stats.received >= 202, what='202 messages')"),
+    helpers(after="wait_for(lambda: news.stats.delivered >= 202, what='202 messages')"),
     md(
         """
         `news.df` is a pandas DataFrame of the newest messages, oldest first: `time` (UTC),
@@ -284,7 +284,7 @@ PATTERNS: list[Cell] = [
         %rtk_publish user:logout {"user_id": 1002}
         %rtk_publish user:update {"user_id": 1003}
         %rtk_publish account:update {"user_id": 1004}
-        wait_for(lambda: users.stats.received >= 3, what="3 user events")
+        wait_for(lambda: users.stats.delivered >= 3, what="3 user events")
         users.df[["channel", "pattern", "data"]]
         """
     ),
@@ -333,14 +333,14 @@ PATTERNS: list[Cell] = [
     ),
     md(
         """
-        Payloads can be f-strings and expressions over your variables (the loop variable `i`
+        Payloads can be f-strings and expressions over your variables (the loop variable `n`
         here):
         """
     ),
     code(
         """
-        for i in range(1, 4):
-            %rtk_publish orders {"order_id": f"A-{i}", "items": i}
+        for n in range(1, 4):
+            %rtk_publish orders {"order_id": f"A-{n}", "items": n}
         %rtk_publish payments {"amount": 19.99}
         %rtk_publish payments {"amount": 5.00}
         %rtk_publish notifications:1001 {"message": "Your order has shipped"}
@@ -1074,6 +1074,7 @@ TASK_QUEUE: list[Cell] = [
     ),
     code(
         """
+        wait_for(lambda: min(worker1.stats.received, worker2.stats.received) >= 25)
         print("worker-1 received", worker1.stats.received, "tasks")
         print("worker-2 received", worker2.stats.received, "tasks")
         print("tasks submitted:", len(task_ids) + 1, "- outcomes:", len(done))
@@ -1211,13 +1212,15 @@ traffic.start()
 
         `%rtk channels` lists the active channels (`PUBSUB CHANNELS`), `%rtk numsub` counts
         channel subscribers, `%rtk numpat` the patterns, `%rtk subs` this notebook's
-        subscriptions and their figures.
+        subscriptions and their figures. Note that the sensor channels are missing from the
+        first two: Redis counts only *channel* subscribers there, and `sensors` listens
+        through the pattern `sensors:*`.
         """
     ),
     code(
         """
         wait_for(
-            lambda: shop.stats.received >= 10 and sensors.stats.received >= 10,
+            lambda: shop.stats.delivered >= 10 and sensors.stats.delivered >= 10,
             timeout=20,
             what="10 messages in each subscription",
         )
@@ -1461,6 +1464,7 @@ EXPLORING: list[Cell] = [
             "hot_readings": len(hot),
             "hot_all_above_23": bool((hot["value"] > 23).all()),
             "peak_temp_rate": int(rates["sensors:temp"].max()),
+            "messages_in_rates": int(rates.sum().sum() / 5),
             "csv_rows": len(csv_back),
             "parquet_rows": len(parquet_back),
             "parquet_columns": sorted(parquet_back.columns),

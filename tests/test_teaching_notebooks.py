@@ -200,6 +200,9 @@ def check_task_queue(run: Run) -> None:
 def check_dashboard(run: Run) -> None:
     s = run.summary
     assert s["shop_received"] >= 10 and s["sensors_received"] >= 10
+    # PUBSUB CHANNELS and NUMSUB see the channel subscribers only, not the pattern.
+    assert run.text(run.cell("wait_for(")).strip() == "['orders', 'payments']"
+    assert "'sensors:temp': 0" in run.text(run.cell("%rtk numsub"))
     assert set(s["shop_channels"]) == {"orders", "payments"}
     assert s["sensor_patterns"] == ["sensors:*"]
     assert s["traffic_running"] is True
@@ -213,8 +216,11 @@ def check_exploring_traffic(run: Run) -> None:
     assert s["rows"] == 599
     assert s["by_channel"] == s["sent"]
     assert s["hot_readings"] > 0 and s["hot_all_above_23"] is True
-    # The rate rose from 100 to 400 temperature readings per second over the run.
-    assert 200 <= s["peak_temp_rate"] <= 800
+    # The rate rose from 100 to 400 temperature readings per second over the run (a loaded
+    # machine may bunch ticks into one bin, so only a floor is asserted) and resampling
+    # accounted for every message.
+    assert s["peak_temp_rate"] >= 200
+    assert s["messages_in_rates"] == 599
     assert s["csv_rows"] == s["parquet_rows"] == 599
     assert {"time", "channel", "pattern", "data", "size"} <= set(s["parquet_columns"])
     assert s["hot_rows_exported"] == s["hot_readings"]
