@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from typing import Any
 
 import hiredis
+import orjson
 import redis
 
 from . import codec
@@ -20,6 +21,8 @@ from .exceptions import MessageTooLargeError, PublishError
 
 #: Commands packed into one write by ``publish_many``.
 CHUNK = 2000
+# Values codec.encode sends as they are (binary), rather than as JSON.
+_AS_IS = frozenset({bytes, bytearray, memoryview})
 
 
 def check_size(payload: bytes, limit: int, channel: object) -> None:
@@ -46,37 +49,69 @@ def publish_many(
     """
     prefix = _channel_prefix(channel)
     encode = codec.encode
+    dumps, option, encode_error = codec._dumps, codec._OPTIONS, orjson.JSONEncodeError
     published = 0
     try:
         conn = client.connection_pool.get_connection()
     except (redis.ConnectionError, redis.TimeoutError) as exc:
         # Connecting (and authenticating) happens here: wrap it like every other failure.
         raise connection_error(client, exc, "publish") from exc
+    replies_in = _Replies(conn)
     ok = False
+    inflight = 0  # commands written whose replies are not read yet (one chunk at most)
+    refused: list[Any] = []
     try:
-        chunk: list[bytes] = []
+        parts: list[bytes] = []
+        append = parts.append
         count = 0
         for value in messages:
-            payload = encode(value)
+            if value.__class__ in _AS_IS:
+                payload = encode(value)
+            else:
+                # codec.encode's common case inlined (same result); it handles the rest.
+                try:
+                    payload = dumps(value, option=option)
+                except encode_error:
+                    payload = encode(value)
             if len(payload) > limit:
+                if inflight:
+                    published += _settle(client, replies_in, inflight, published, refused)
+                    inflight = 0
                 try:
                     check_size(payload, limit, channel)
                 except MessageTooLargeError as exc:
                     raise MessageTooLargeError(
-                        f"{exc} (message {published + count} of the batch; {published} "
-                        "published before it)"
+                        f"{exc} (message {published + len(refused) + count} of the batch; "
+                        f"{published} published before it)"
                     ) from None
-            chunk.append(prefix)
-            chunk.append(b"$%d\r\n" % len(payload))
-            chunk.append(payload)
-            chunk.append(b"\r\n")
+            # One formatted bytes per command: keeping orjson's own output objects alive
+            # until the join costs ~1 us more per message (measured, allocator churn).
+            append(b"%s$%d\r\n%s\r\n" % (prefix, len(payload), payload))
             count += 1
             if count == CHUNK:
-                published += _send_chunk(client, conn, chunk, count, published)
-                chunk.clear()
-                count = 0
-        if count:
-            published += _send_chunk(client, conn, chunk, count, published)
+                # Write this chunk before reading the previous one's replies: the server
+                # executes one chunk while this thread encodes the next.
+                _write(client, conn, parts, published)
+                if inflight:
+                    published += _settle(client, replies_in, inflight, published, refused)
+                inflight, count = count, 0
+                parts.clear()
+                if refused:
+                    break
+        if count and not refused:
+            _write(client, conn, parts, published)
+            if inflight:
+                published += _settle(client, replies_in, inflight, published, refused)
+            inflight = count
+        if inflight:
+            published += _settle(client, replies_in, inflight, published, refused)
+            inflight = 0
+        if refused:
+            raise PublishError(
+                f"the server refused {len(refused)} of {published + len(refused)} messages: "
+                f"{refused[0]}",
+                published=published,
+            )
         ok = True
         return published
     finally:
@@ -86,31 +121,52 @@ def publish_many(
         client.connection_pool.release(conn)
 
 
-def _send_chunk(client: redis.Redis, conn: Any, chunk: list[bytes], count: int, before: int) -> int:
+def _write(client: redis.Redis, conn: Any, parts: list[bytes], before: int) -> None:
     try:
-        conn.send_packed_command([b"".join(chunk)], check_health=False)
-        replies = _read_replies(conn._sock, count)
+        conn.send_packed_command([b"".join(parts)], check_health=False)
+    except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
+        raise connection_error(
+            client, exc, f"publish ({before} published before the failure)"
+        ) from exc
+
+
+def _settle(
+    client: redis.Redis, replies_in: _Replies, count: int, before: int, refused: list[Any]
+) -> int:
+    """Read ``count`` replies; return how many were accepted, add refusals to ``refused``."""
+    try:
+        replies = replies_in.read(count)
     except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
         raise connection_error(
             client, exc, f"publish ({before} published before the failure)"
         ) from exc
     errors = [r for r in replies if isinstance(r, hiredis.ReplyError)]
-    if errors:
-        raise PublishError(
-            f"the server refused {len(errors)} of {count} messages: {errors[0]}",
-            published=before + count - len(errors),
-        )
-    return count
+    refused.extend(errors)
+    return count - len(errors)
 
 
-def _read_replies(sock: Any, count: int) -> list[Any]:
-    parser = hiredis.Reader()
-    replies: list[Any] = []
-    buf = bytearray(65536)
-    while len(replies) < count:
-        n = sock.recv_into(buf)
-        if n == 0:
-            raise ConnectionError("server closed the connection")
-        parser.feed(buf, 0, n)
-        replies.extend(iter(parser.gets, False))
-    return replies
+class _Replies:
+    """Reads exactly ``count`` replies at a time off a connection; replies of the next chunk
+    (already in flight) that arrive in the same read stay parsed in the hiredis reader."""
+
+    __slots__ = ("_buf", "_conn", "_parser")
+
+    def __init__(self, conn: Any) -> None:
+        self._conn = conn  # its socket exists once the first chunk was written
+        self._parser = hiredis.Reader()
+        self._buf = bytearray(65536)
+
+    def read(self, count: int) -> list[Any]:
+        replies: list[Any] = []
+        gets = self._parser.gets
+        while len(replies) < count:
+            # ``is False``: a PUBLISH reply of 0 (nobody listening) equals False.
+            reply = gets()
+            if reply is False:
+                n = self._conn._sock.recv_into(self._buf)
+                if n == 0:
+                    raise ConnectionError("server closed the connection")
+                self._parser.feed(self._buf, 0, n)
+            else:
+                replies.append(reply)
+        return replies
