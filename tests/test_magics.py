@@ -10,15 +10,17 @@ import time
 import pytest
 import redis
 from conftest import wait_until
+from IPython import get_ipython
 from IPython.core.error import UsageError
 from IPython.testing.globalipapp import start_ipython
 
 pd = pytest.importorskip("pandas")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def ip():
-    return start_ipython()
+    # start_ipython() returns the shell only on its first call in a process.
+    return start_ipython() or get_ipython()
 
 
 @pytest.fixture
