@@ -357,7 +357,11 @@ class NotebookServer:
             except (OSError, urllib.error.URLError):
                 return False
 
-        poll(ready, timeout, f"the {self.kind} server on port {self.port}", interval=0.1)
+        try:
+            poll(ready, timeout, f"the {self.kind} server on port {self.port}", interval=0.1)
+        except BaseException:
+            self.stop()  # a server that never answered must not outlive the test
+            raise
         self.started_in = time.monotonic() - t0
         return self
 

@@ -27,6 +27,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from urllib.parse import unquote
 
 import pytest
 import redis
@@ -230,10 +231,27 @@ def test_the_notebook_the_badge_opens_exists() -> None:
     """The badge opens notebooks/quickstart.ipynb; a badge in the README must point at a file."""
     assert (ROOT / "notebooks" / "quickstart.ipynb").is_file(), "notebooks/quickstart.ipynb"
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    for urlpath in re.findall(r"mybinder\.org/v2/\S*?[?&]urlpath=([^)\s&\"]+)", readme):
-        target = re.sub(r"^(?:lab/tree|tree|voila/render|notebooks)/", "", urlpath)
-        target = target.replace("%2F", "/")
+    for urlpath in badge_targets(readme):
+        target = re.sub(r"^/?(?:lab/tree|tree|voila/render|notebooks|doc/tree)/", "", urlpath)
         assert (ROOT / target).exists(), f"the Binder badge opens {urlpath}: {target} is missing"
+
+
+def badge_targets(markdown: str) -> list[str]:
+    """The ``urlpath`` of every mybinder.org link in ``markdown``, URL-decoded."""
+    found = re.findall(r"mybinder\.org/v2/[^\s)]*?[?&]urlpath=([^)\s&\"]+)", markdown)
+    return [unquote(u) for u in found]
+
+
+def test_badge_targets_are_read_encoded_or_not() -> None:
+    md = (
+        "[![Binder](https://mybinder.org/badge_logo.svg)](https://mybinder.org/v2/gh/o/r/HEAD"
+        "?urlpath=lab/tree/notebooks/quickstart.ipynb) and "
+        "[dash](https://mybinder.org/v2/gh/o/r/HEAD?urlpath=voila%2Frender%2Fnotebooks%2Fd.ipynb)"
+    )
+    assert badge_targets(md) == [
+        "lab/tree/notebooks/quickstart.ipynb",
+        "voila/render/notebooks/d.ipynb",
+    ]
 
 
 # --------------------------------------------------------------------------------------------
