@@ -1,0 +1,1 @@
+"""Throughput benchmarks of redis_toolkit_nb (run ``python -m benchmarks.run --help``)."""

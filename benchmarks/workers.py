@@ -1,0 +1,274 @@
+"""Contenders, each run in a fresh process by ``benchmarks.run``.
+
+``python -m benchmarks.workers '<json spec>'`` starts one subscriber (the toolkit, a redis-py
+``get_message`` loop, or the original ``redis-toolkit`` 0.4.0), prints ``READY`` once the
+server has confirmed the subscription, counts what it receives until it has ``n`` messages or
+the stream has been quiet for ``idle`` seconds, and prints one JSON line with the figures.
+
+A fresh process per measurement keeps contenders from sharing a GIL, a heap or leftover
+threads. Times are ``time.monotonic()``, which is system-wide on Linux, so the parent can
+subtract its own start time from the worker's last-message time.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from typing import Any
+
+import orjson
+import redis
+
+# Quiet stretch after which a subscriber that was cut off is taken to have stopped receiving.
+POLL = 0.005
+
+
+def rss_bytes() -> int:
+    """Resident set size of this process, from /proc (VmRSS)."""
+    with open("/proc/self/status", encoding="ascii") as fh:
+        for line in fh:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError("VmRSS not found in /proc/self/status")
+
+
+def _ready() -> None:
+    print("READY", flush=True)
+
+
+def _wait_numsub(client: redis.Redis, channel: str, timeout: float = 10.0) -> None:
+    """Wait until the server lists a subscriber on ``channel`` (for subscribers that do not
+    say when they are ready)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if dict(client.pubsub_numsub(channel)).get(channel.encode(), 0) >= 1:
+            return
+        time.sleep(0.01)
+    raise RuntimeError(f"no subscriber appeared on {channel!r}")
+
+
+def _watch(counter: Any, n: int, idle: float, deadline: float) -> tuple[int, float, float]:
+    """Poll ``counter()`` until it reaches ``n`` or stops moving for ``idle`` seconds.
+
+    Returns (count, time of the first change, time of the last change).
+    """
+    last_count = 0
+    first = last = 0.0
+    while True:
+        now = time.monotonic()
+        count = counter()
+        if count != last_count:
+            if not last_count:
+                first = now
+            last_count, last = count, now
+        if count >= n:
+            return count, first, last
+        if now > deadline or (last and now - last > idle):
+            return count, first, last
+        time.sleep(POLL)
+
+
+def run_toolkit(spec: dict[str, Any]) -> dict[str, Any]:
+    from redis_toolkit_nb import RedisOptions, RedisToolkit
+
+    count = 0
+    latencies: list[int] = []
+
+    if spec.get("latency"):
+
+        def handler(channel: str, data: Any) -> None:
+            latencies.append(time.time_ns() - data["t"])
+
+    else:
+
+        def handler(channel: str, data: Any) -> None:
+            nonlocal count
+            count += 1
+
+    opts: dict[str, Any] = {}
+    if spec.get("queue_size"):
+        opts["queue_size"] = spec["queue_size"]
+    if "buffer_size" in spec:
+        opts["buffer_size"] = spec["buffer_size"]
+    tk = RedisToolkit(
+        url=spec["url"],
+        channels=[spec["subscribe"]],
+        message_handler=handler,
+        options=RedisOptions(**opts),
+    )
+    try:
+        _ready()
+        counter = (lambda: len(latencies)) if spec.get("latency") else (lambda: count)
+        got, first, last = _watch(
+            counter, spec["n"], spec["idle"], time.monotonic() + spec["timeout"]
+        )
+        s = tk.stats
+        return {
+            "count": got,
+            "first": first,
+            "last": last,
+            "received": s.received,
+            "dropped": s.dropped,
+            "disconnects": s.disconnects,
+            "latencies": latencies if spec.get("latency") else None,
+        }
+    finally:
+        tk.cleanup()
+
+
+def run_redispy(spec: dict[str, Any]) -> dict[str, Any]:
+    client = redis.Redis.from_url(spec["url"])
+    ps = client.pubsub()
+    name = spec["subscribe"]
+    if any(c in name for c in "*?["):
+        ps.psubscribe(name)
+    else:
+        ps.subscribe(name)
+    deadline = time.monotonic() + 10
+    while ps.get_message(timeout=1.0) is None:  # the subscription confirmation
+        if time.monotonic() > deadline:
+            raise RuntimeError("redis-py did not confirm the subscription")
+    _ready()
+    loads = orjson.loads
+    get_message = ps.get_message
+    latency = bool(spec.get("latency"))
+    latencies: list[int] = []
+    n, idle = spec["n"], spec["idle"]
+    count = 0
+    first = last = 0.0
+    disconnects = 0
+    end = time.monotonic() + spec["timeout"]
+    while count < n:
+        try:
+            msg = get_message(ignore_subscribe_messages=True, timeout=0.2)
+        except redis.ConnectionError:
+            # redis-py reconnects and resubscribes on the next call; what was in flight is gone.
+            disconnects += 1
+            continue
+        now = time.monotonic()
+        if msg is None:
+            if (last and now - last > idle) or now > end:
+                break
+            continue
+        data = loads(msg["data"])
+        if latency:
+            latencies.append(time.time_ns() - data["t"])
+        if not count:
+            first = now
+        count += 1
+        last = now
+    ps.close()
+    client.close()
+    return {
+        "count": count,
+        "first": first,
+        "last": last,
+        "disconnects": disconnects,
+        "latencies": latencies if latency else None,
+    }
+
+
+def run_original(spec: dict[str, Any]) -> dict[str, Any]:
+    """The original ``redis-toolkit`` 0.4.0 from PyPI, with its per-message logging off (its
+    default logs every message at INFO, which would only make it slower)."""
+    from redis_toolkit import RedisOptions, RedisToolkit
+
+    count = 0
+
+    def handler(channel: str, data: Any) -> None:
+        nonlocal count
+        count += 1
+
+    client = redis.Redis.from_url(spec["url"])
+    tk = RedisToolkit(
+        redis=client,
+        channels=[spec["subscribe"]],
+        message_handler=handler,
+        options=RedisOptions(is_logger_info=False, log_level="ERROR"),
+    )
+    try:
+        _wait_numsub(redis.Redis.from_url(spec["url"]), spec["subscribe"])
+        _ready()
+        got, first, last = _watch(
+            lambda: count, spec["n"], spec["idle"], time.monotonic() + spec["timeout"]
+        )
+        return {"count": got, "first": first, "last": last}
+    finally:
+        tk.cleanup()
+
+
+def run_memory(spec: dict[str, Any]) -> dict[str, Any]:
+    """Push ``n`` messages through a toolkit subscriber with ``buffer_size`` entries, in
+    rounds of ``round`` (each fully delivered before the next), and sample RSS."""
+    from redis_toolkit_nb import RedisOptions, RedisToolkit
+
+    count = 0
+
+    def handler(channel: str, data: Any) -> None:
+        nonlocal count
+        count += 1
+
+    tk = RedisToolkit(
+        url=spec["url"],
+        channels=[spec["subscribe"]],
+        message_handler=handler,
+        options=RedisOptions(buffer_size=spec["buffer_size"]),
+    )
+    _ready()
+    cmd = spec["bench_cmd"]
+    per_round = spec["round"]
+    samples: list[tuple[int, int]] = []
+    base = 0
+    pushed = 0
+    try:
+        while pushed < spec["n"]:
+            subprocess.run(cmd, check=True, capture_output=True)
+            pushed += per_round
+            deadline = time.monotonic() + 60
+            while True:
+                s = tk.stats
+                if s.received >= pushed and s.pending == 0 and count + s.dropped >= s.received:
+                    break
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"round stalled at {s}")
+                time.sleep(0.005)
+            rss = rss_bytes()
+            samples.append((pushed, rss))
+            if not base and pushed >= spec["warmup"]:
+                base = rss
+        s = tk.stats
+        return {
+            "count": count,
+            "received": s.received,
+            "dropped": s.dropped,
+            "disconnects": s.disconnects,
+            "buffered": len(tk.subscriber.buffer) if tk.subscriber and tk.subscriber.buffer else 0,
+            "rss_warm": base,
+            "rss_end": samples[-1][1],
+            "rss_max": max(r for _, r in samples if _ >= spec["warmup"]),
+            "pushed": pushed,
+        }
+    finally:
+        tk.cleanup()
+
+
+KINDS = {
+    "toolkit": run_toolkit,
+    "redispy": run_redispy,
+    "original": run_original,
+    "memory": run_memory,
+}
+
+
+def main() -> None:
+    spec = json.loads(sys.argv[1])
+    result = KINDS[spec["kind"]](spec)
+    result["pid"] = os.getpid()
+    print("RESULT " + json.dumps(result), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,74 @@
+"""The benchmark harness runs end to end (``--quick``: small sizes, one round) and prints every
+row of its table. The full run, and its figures, stay out of the test suite."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# (measurement, contender) of every row the report must hold.
+ROWS = [
+    ("ingest, channel", "redis_toolkit_nb"),
+    ("ingest, channel", "redis-py get_message + orjson.loads"),
+    ("ingest, channel", "redis-toolkit 0.4.0"),
+    ("ingest, pattern", "redis_toolkit_nb"),
+    ("ingest, pattern", "redis-py get_message + orjson.loads"),
+    ("burst of 102,400", "redis_toolkit_nb, queue_size=102,400"),
+    ("burst of 102,400", "redis_toolkit_nb, default options (queue_size=100,000)"),
+    ("burst of 102,400", "redis-py get_message + orjson.loads"),
+    ("burst of 102,400", "redis-toolkit 0.4.0"),
+    ("bulk publish", "publish_many(), 20,000 dicts"),
+    ("bulk publish", "redis-py pipeline(transaction=False), 1,000 per batch, orjson"),
+    ("bulk publish", "redis-benchmark -c 1 -P 64 PUBLISH, no subscriber (server ceiling)"),
+    ("one at a time", "publisher()"),
+    ("one at a time", "redis-py publish(orjson.dumps(v))"),
+    ("one at a time", "redis-toolkit 0.4.0 publisher()"),
+    ("latency at 10,000 msg/s", "redis_toolkit_nb"),
+    ("latency at 10,000 msg/s", "redis-py get_message + orjson.loads"),
+    ("memory", "buffer_size=100,000, 400,000 messages pushed"),
+]
+
+
+@pytest.mark.slow
+def test_quick_benchmark_prints_every_row(tmp_path):
+    report = tmp_path / "report.md"
+    env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.run", "--quick", "--markdown", str(report)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = proc.stdout
+    for label in ("Date:", "Command:", "Machine:", "CPU", "Python", "redis-py", "hiredis"):
+        assert label in out
+    assert re.search(r"server redis-server \d+\.\d+", out)
+    rows = {}
+    for line in out.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 7:
+            rows[(cells[0], cells[1])] = cells
+    for key in ROWS:
+        assert key in rows, f"row {key} missing from:\n{out}"
+        cells = rows[key]
+        assert re.search(r"\d", cells[2]), f"row {key} has no figure: {cells}"
+    # Every subscriber row says how much it got; the toolkit's target rows carry a verdict.
+    for key in ROWS:
+        if key[0].startswith(("ingest", "burst", "latency")):
+            assert re.search(r"\d", rows[key][3]), f"row {key} has no delivery figure"
+    verdicts = [rows[k][6] for k in ROWS if rows[k][6] and rows[k][6] != "reported"]
+    assert len(verdicts) == 6 and all(v.endswith(("PASS", "MISS")) for v in verdicts)
+    # The smoke run's sizes fit every buffer: the toolkit loses nothing and is never cut off.
+    burst = rows[("burst of 102,400", "redis_toolkit_nb, queue_size=102,400")]
+    assert burst[3].startswith("102,400 of 102,400") and burst[4] == "0"
+    assert report.read_text().startswith("# Benchmark results")
