@@ -546,6 +546,8 @@ def run_all(page: Any) -> None:
 def wait_all_executed(page: Any, timeout: float = 90.0) -> None:
     """Wait until every code cell has an execution count and the kernel is idle again."""
 
+    stalled_since: list[float] = []
+
     def done() -> bool:
         prompts = page.locator(".jp-CodeCell .jp-InputArea-prompt").evaluate_all(
             "els => els.map(e => (e.textContent || '').trim())"
@@ -554,9 +556,15 @@ def wait_all_executed(page: Any, timeout: float = 90.0) -> None:
             return False
         finished = all(re.fullmatch(r"\[\d+\]:", p) for p in prompts)
         idle = page.locator(".jp-StatusBar-Widget", has_text="| Idle").count() > 0
+        # Run All stops at the first error and leaves the rest unexecuted: say which error,
+        # instead of waiting for cells that will never run. The state must hold for a while,
+        # since an error's output can show before the last prompts are updated.
         if idle and not finished and cell_errors(page):
-            # Run All stops at the first error: say which, instead of waiting for the rest.
-            pytest.fail("Run All stopped on a cell error:\n" + cell_errors(page)[0][-2000:])
+            stalled_since.append(time.monotonic())
+            if stalled_since[-1] - stalled_since[0] > 2.0:
+                pytest.fail("Run All stopped on a cell error:\n" + cell_errors(page)[0][-2000:])
+        else:
+            stalled_since.clear()
         return finished and idle
 
     deadline = time.monotonic() + timeout
