@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,6 +24,8 @@ from typing import Any
 import nbformat
 import pytest
 import redis
+from jupyter_client import KernelManager
+from jupyter_client.kernelspec import KernelSpecManager
 from nbclient import NotebookClient
 
 from redis_toolkit_nb import RedisServer
@@ -84,23 +89,32 @@ def _engine() -> str | None:
     return shutil.which("redis-server")
 
 
+def _notebook_client(nb: nbformat.NotebookNode, tmp_path: Path, **kwargs: Any) -> NotebookClient:
+    return NotebookClient(
+        nb,
+        timeout=CELL_TIMEOUT,
+        # The kernel's working directory: nothing a notebook writes lands in the repo.
+        resources={"metadata": {"path": str(tmp_path)}},
+        **kwargs,
+    )
+
+
+def _kernel_env(redis_url: str | None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
+    if redis_url:
+        env["REDIS_URL"] = redis_url
+    env["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"
+    return env
+
+
 def execute(name: str, tmp_path: Path) -> Run:
     """Run ``notebooks/<name>.ipynb`` in a fresh kernel whose REDIS_URL is a private server."""
     nb = nbformat.read(NOTEBOOKS_DIR / f"{name}.ipynb", as_version=4)
     engine = _engine()
     with RedisServer(engine) if engine else RedisServer() as server:
-        env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
-        env["REDIS_URL"] = server.url
-        env["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"
-        client = NotebookClient(
-            nb,
-            timeout=CELL_TIMEOUT,
-            kernel_name="python3",
-            # The kernel's working directory: nothing a notebook writes lands in the repo.
-            resources={"metadata": {"path": str(tmp_path)}},
-        )
+        client = _notebook_client(nb, tmp_path, kernel_name="python3")
         start = time.monotonic()
-        client.execute(env=env)
+        client.execute(env=_kernel_env(server.url))
         seconds = time.monotonic() - start
         calls = _command_calls(server.url)
         url = server.url
@@ -249,3 +263,89 @@ def test_teaching_notebook(name: str, tmp_path: Path) -> None:
     run = execute(name, tmp_path)
     CHECKS[name](run)
     assert run.seconds < 45, f"{name} took {run.seconds:.1f} s: keep it short"
+
+
+# ---- no Redis at all: the embedded default -------------------------------------------------
+
+
+def _isolated_kernel(tmp_path: Path) -> KernelManager:
+    """A kernel in its own network namespace (only its own loopback, so nothing answers at
+    localhost:6379, whatever runs on this machine), talking to nbclient over IPC files."""
+    probe = subprocess.run(
+        ["unshare", "-n", "ip", "link", "set", "lo", "up"], capture_output=True, text=True
+    )
+    if probe.returncode != 0:
+        pytest.skip(
+            "NOT TESTED: the no-Redis run needs a private network namespace "
+            f"(`unshare -n` as root), which failed here: {probe.stderr.strip()[-200:]}"
+        )
+    spec_dir = tmp_path / "kernels" / "rtk-no-network"
+    spec_dir.mkdir(parents=True)
+    launch = 'ip link set lo up && exec "$0" -m ipykernel_launcher -f "$1"'
+    spec = {
+        "argv": ["unshare", "-n", "sh", "-c", launch, sys.executable, "{connection_file}"],
+        "display_name": "Python 3 (no network)",
+        "language": "python",
+    }
+    (spec_dir / "kernel.json").write_text(json.dumps(spec), encoding="utf-8")
+    ksm = KernelSpecManager(kernel_dirs=[str(tmp_path / "kernels")])
+    # IPC socket files under an absolute path: the kernel runs in another working directory.
+    return KernelManager(
+        kernel_name="rtk-no-network",
+        kernel_spec_manager=ksm,
+        transport="ipc",
+        ip=str(tmp_path / "ipc"),
+    )
+
+
+def _server_processes(port: str) -> list[str]:
+    """Command lines of live processes serving 127.0.0.1:``port`` (read from /proc; the
+    servers set their process title to ``<binary> 127.0.0.1:<port>``)."""
+    found = []
+    needle = f"127.0.0.1:{port}".encode()
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            text = cmdline.read_bytes()
+        except OSError:
+            continue
+        if needle in text and b"-server" in text:
+            found.append(text.replace(b"\0", b" ").decode(errors="replace").strip())
+    return found
+
+
+@pytest.mark.slow
+def test_quickstart_without_any_redis_uses_the_embedded_server(tmp_path: Path) -> None:
+    """No REDIS_URL and nothing at localhost:6379: the quickstart starts the embedded server,
+    says so in one line, teaches the same results, and the server is gone after the kernel."""
+    km = _isolated_kernel(tmp_path)
+    nb = nbformat.read(NOTEBOOKS_DIR / "quickstart.ipynb", as_version=4)
+    (tmp_path / "cwd").mkdir()
+    client = _notebook_client(nb, tmp_path / "cwd", km=km)
+    start = time.monotonic()
+    try:
+        with client.setup_kernel(env=_kernel_env(None)):
+            for index, cell in enumerate(nb.cells):
+                client.execute_cell(cell, index)
+            run = Run(nb=nb, summary=_summary(nb), url="", calls={}, seconds=0.0)
+            connect = run.text(run.cell("%rtk_connect"))
+            notice = r"using the embedded server at redis://127\.0\.0\.1:(\d+)"
+            match = re.search(notice, connect)
+            assert match, f"no one-line notice of the embedded server in: {connect!r}"
+            port = match.group(1)
+            assert _server_processes(port), "the embedded server reported is not running"
+    finally:
+        # nbclient leaves a kernel it did not create running: shut it down as Jupyter does
+        # (a shutdown request first, so the kernel's atexit stops its embedded server).
+        if km.has_kernel:
+            km.shutdown_kernel(now=False)
+    run.seconds = time.monotonic() - start
+
+    s = run.summary
+    assert (s["received"], s["skipped"], s["rows"]) == (203, 1, 202)
+    assert s["critical"] == ["disk 95% full", "disk full"]
+    # The kernel is shut down: its embedded server must not outlive it.
+    deadline = time.monotonic() + 10
+    while _server_processes(port) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _server_processes(port), "the embedded server outlived its kernel"
+    assert run.seconds < 45
