@@ -296,11 +296,50 @@ class Reader:
         last_rx = clock()
         ping_sent = 0.0
         retry_at = 0.0
-        # (arrival time, bytes) read but not yet parsed; ``offset`` is how far the head is.
-        backlog: deque[tuple[float, bytes]] = deque()
+        # (arrival time, bytes) read but not yet parsed; ``offset``: how far the head is parsed.
+        backlog: deque[tuple[float, bytearray]] = deque()
         backlog_bytes = 0
         offset = 0
+        # A read error or EOF ends the connection only once what was read before it is parsed:
+        # those messages reached this process and are delivered like any other.
+        lost: Exception | None = None
+
+        def parse(until: float) -> None:
+            """Parse slices of _FEED bytes until the backlog is empty, _MAX_BATCH replies are
+            ready, or ``until``; hand the messages to the dispatcher."""
+            nonlocal backlog_bytes, offset
+            replies: list[Any] = []
+            t = backlog[0][0]
+            while backlog:
+                t, data = backlog[0]
+                size = len(data)
+                step = min(_FEED, size - offset)
+                feed(data, offset, step)
+                offset += step
+                if offset >= size:
+                    backlog.popleft()
+                    backlog_bytes -= size
+                    offset = 0
+                replies.extend(iter(gets, False))
+                if len(replies) >= _MAX_BATCH or clock() >= until:
+                    break
+            if not replies:
+                return
+            msgs = [r for r in replies if r.__class__ in _ARRAYS and r[0] in _MESSAGE_KINDS]
+            if len(msgs) != len(replies):
+                self._control(
+                    [r for r in replies if not (r.__class__ in _ARRAYS and r[0] in _MESSAGE_KINDS)]
+                )
+            if msgs:
+                self.received += len(msgs)
+                on_batch(msgs, t)
+
         while not self._stopping:
+            if lost is not None:
+                if not backlog:
+                    raise lost
+                parse(float("inf"))
+                continue
             if self._outbox:
                 self._flush()
             if not backlog:
@@ -334,9 +373,11 @@ class Reader:
                     except OSError as exc:
                         if exc.__class__.__name__ == "SSLWantReadError":
                             break
-                        raise
+                        lost = exc
+                        break
                     if n == 0:
-                        raise ConnectionError("server closed the connection")
+                        lost = ConnectionError("server closed the connection")
+                        break
                     backlog.append((t, buf[:n]))
                     backlog_bytes += n
                     last_rx = clock()
@@ -345,35 +386,11 @@ class Reader:
                         n < _CHUNK and not (pending_ssl and pending_ssl())
                     ):
                         break
-            if not backlog:
-                continue
-            # Parse: slices of _FEED bytes until the backlog is empty or it is time to drain.
-            replies: list[Any] = []
-            until = clock() + _DRAIN_EVERY
-            t = backlog[0][0]
-            while backlog:
-                t, data = backlog[0]
-                size = len(data)
-                step = min(_FEED, size - offset)
-                feed(data, offset, step)
-                offset += step
-                if offset >= size:
-                    backlog.popleft()
-                    backlog_bytes -= size
-                    offset = 0
-                replies.extend(iter(gets, False))
-                if len(replies) >= _MAX_BATCH or clock() >= until:
-                    break
-            if not replies:
-                continue
-            msgs = [r for r in replies if r.__class__ in _ARRAYS and r[0] in _MESSAGE_KINDS]
-            if len(msgs) != len(replies):
-                self._control(
-                    [r for r in replies if not (r.__class__ in _ARRAYS and r[0] in _MESSAGE_KINDS)]
-                )
-            if msgs:
-                self.received += len(msgs)
-                on_batch(msgs, t)
+            if backlog:
+                parse(clock() + _DRAIN_EVERY)
+        # Stopping: what was already read is handed on (stop() delivers what is queued).
+        while backlog:
+            parse(float("inf"))
 
     # ---- commands and replies --------------------------------------------------------------
     def _flush(self) -> None:
