@@ -144,6 +144,15 @@ def test_publish_count_and_rate(shell, capsys):
     assert "published 3000 messages to 'load'" in repr(report)
 
 
+def test_single_publish_uses_the_users_own_i(shell):
+    """Without --count, ``i`` in PAYLOAD is the notebook's variable, not a message index."""
+    run(shell, "%%rtk_subscribe loopvar --name feed\n")
+    feed = shell.user_ns["feed"]
+    run(shell, 'for i in range(3):\n    %rtk_publish loopvar {"n": i}\n')
+    wait_until(lambda: feed.stats.delivered == 3, 10, "3 messages")
+    assert list(feed.df["data"]) == [{"n": 0}, {"n": 1}, {"n": 2}]
+
+
 def test_subscribe_returns_at_once_binds_name_and_builds_frames(shell, admin):
     started = time.monotonic()
     sub = run(shell, "%%rtk_subscribe frames.* plain --max-rows 50\n")

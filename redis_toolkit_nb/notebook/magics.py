@@ -123,7 +123,8 @@ class RtkMagics(Magics):
         self._ensure_connected()
         tk = self.state.toolkit
         if not args.repeat:
-            return tk.publish(args.channel, payload.value(0 if payload.varies else None))
+            # A single publish binds no index: ``i`` in PAYLOAD is the user's own variable.
+            return tk.publish(args.channel, payload.value(None))
         return publish_repeated(tk, args.channel, payload, args.count, args.rate)
 
     # ---- %%rtk_subscribe ---------------------------------------------------------------------
