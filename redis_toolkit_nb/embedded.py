@@ -93,13 +93,17 @@ class RedisServer:
         host: str = "127.0.0.1",
         password: str | None = None,
         extra_args: list[str] | None = None,
+        watch_parent: bool = False,
     ) -> None:
         self.binary = shutil.which(binary) or binary if binary else find_server_binary()
         self.host = host
         self.port = port or free_port(host)
         self.password = password
         self.extra_args = list(extra_args or [])
+        self.watch_parent = watch_parent
         self._proc: subprocess.Popen[bytes] | None = None
+        self._watchdog: subprocess.Popen[bytes] | None = None
+        self._lifeline: int | None = None
         self._dir: str | None = None
 
     @property
@@ -148,6 +152,8 @@ class RedisServer:
         self._proc = subprocess.Popen(
             args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
         )
+        if self.watch_parent:
+            self._start_watchdog(self._proc.pid)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self._proc.poll() is not None:
@@ -161,8 +167,37 @@ class RedisServer:
             f"{self._log_tail(log)}"
         )
 
+    def _start_watchdog(self, pid: int) -> None:
+        """Stop the server if this process dies without running atexit (a SIGKILLed kernel).
+
+        A tiny shell holds the read end of a pipe whose write end only this process has: when
+        this process is gone, however it died, ``read`` sees end-of-file and the server is
+        sent SIGTERM.
+        """
+        read_end, self._lifeline = os.pipe()
+        try:
+            self._watchdog = subprocess.Popen(
+                ["sh", "-c", 'read _ ; kill -TERM "$1" 2>/dev/null', "rtk-watchdog", str(pid)],
+                stdin=read_end,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        finally:
+            os.close(read_end)
+
+    def _stop_watchdog(self) -> None:
+        watchdog, self._watchdog = self._watchdog, None
+        lifeline, self._lifeline = self._lifeline, None
+        if watchdog is not None and watchdog.poll() is None:
+            watchdog.kill()
+            watchdog.wait()
+        if lifeline is not None:
+            os.close(lifeline)
+
     def stop(self, timeout: float = 5.0) -> None:
         """Terminate the server (SIGTERM, then SIGKILL) and wait for it."""
+        self._stop_watchdog()
         proc, self._proc = self._proc, None
         if proc is None:
             return
@@ -221,7 +256,7 @@ def default_server() -> RedisServer:
     global _default
     with _default_lock:
         if _default is None or not _default.running:
-            server = RedisServer(find_server_binary())
+            server = RedisServer(find_server_binary(), watch_parent=True)
             server.start()
             atexit.register(_stop_at_exit, server)
             _default = server
