@@ -563,8 +563,21 @@ def render(rows: list[Row], mach: dict[str, str], command: str, seconds: float, 
     for r in rows:
         cells = [r.section, r.contender, r.rate, r.delivered, r.disconnects, r.ratio, r.target]
         out.append("| " + " | ".join(c.replace("|", "/") for c in cells) + " |")
-    return "\n".join(out) + "\n"
+    return "\n".join(out) + "\n" + NOTES
 
+
+NOTES = """
+Notes:
+- Subscriber rates are handler calls divided by the time from the start of the burst to the
+  last handler call (median of the rounds). Each contender runs in a fresh process.
+- "server cut-offs": times redis-server logged closing a client for its output buffer
+  (`client-output-buffer-limit pubsub 32mb 8mb 60`); what was in flight then is lost.
+- The ingest rows give the toolkit a queue as large as the burst, so the figure is its delivery
+  rate; with the default queue_size=100,000 the excess is dropped and counted (burst rows).
+- redis-py and redis-toolkit 0.4.0 rates count only what they handled before being cut off.
+- The redis-benchmark row is its own limit with one connection and 64 commands per write;
+  publish_many writes 2,000 per write and can exceed it.
+"""
 
 SECTIONS = ("ingest", "pattern", "burst", "publish", "latency", "memory")
 
