@@ -22,7 +22,7 @@ from typing import Any
 import orjson
 import redis
 
-# Quiet stretch after which a subscriber that was cut off is taken to have stopped receiving.
+# Seconds between two looks at a handler-driven counter (the end time is this precise).
 POLL = 0.005
 
 
