@@ -5,8 +5,9 @@ Publishing (``encode``):
 - ``bytes``, ``bytearray`` and ``memoryview`` are sent exactly as given (binary stays binary).
 - Everything else is encoded as JSON with orjson: dicts, lists, tuples (as lists), ``str``
   (as a JSON string, quotes included), numbers, booleans, ``None``, plus what orjson knows
-  (datetime, UUID, dataclasses, numpy arrays). Integers beyond 64 bits fall back to the
-  standard library's JSON encoder. Anything else raises ``SerializationError``.
+  (datetime, UUID, dataclasses, numpy arrays). Anything else raises ``SerializationError``,
+  and so does an integer beyond 64 bits: JSON readers (orjson, JavaScript) turn it into a
+  float, so it could not arrive exactly; publish it as a string.
 
 Receiving (``decode``, mode ``"auto"``, the default):
 
@@ -51,11 +52,11 @@ def encode(value: Any) -> bytes:
     try:
         return _dumps(value, option=_OPTIONS)
     except orjson.JSONEncodeError as exc:
-        try:
-            # Integers over 64 bits are valid JSON that orjson refuses to write.
-            return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
-        except (TypeError, ValueError, RecursionError):
-            pass
+        if "Integer exceeds 64-bit range" in str(exc):
+            raise SerializationError(
+                "cannot publish an integer beyond 64 bits exactly: JSON readers turn it into a "
+                "float; send it as a string (str(n))"
+            ) from exc
         raise SerializationError(
             f"cannot encode a value of type {type(value).__name__} as JSON: {exc}; "
             "publish bytes to send binary data as it is"
