@@ -78,6 +78,14 @@ def decode_fallback(payload: bytes) -> Any:
     return text
 
 
+def decode_json_fallback(payload: bytes) -> Any:
+    """JSON that orjson refused but the standard library reads (``1e400``), else ``NotJSON``."""
+    try:
+        return json.loads(payload)
+    except (ValueError, RecursionError) as exc:
+        raise NotJSON(str(exc)) from None
+
+
 def decode(payload: bytes, mode: str = "auto") -> Any:
     """Decode one payload (see the module docstring for the rules)."""
     if mode == "raw":
@@ -86,8 +94,5 @@ def decode(payload: bytes, mode: str = "auto") -> Any:
         return _loads(payload)
     except JSONDecodeError:
         if mode == "json":
-            try:
-                return json.loads(payload)
-            except (ValueError, RecursionError) as exc:
-                raise NotJSON(str(exc)) from None
+            return decode_json_fallback(payload)
         return decode_fallback(payload)

@@ -62,7 +62,11 @@ class Dispatcher:
         self._deadline = 0.0
         self._names: dict[bytes, str | bytes] = {}
         self.paused = False
+        #: Messages handed over by the reader (every one ends in exactly one other counter).
+        self.received = 0
         self.pending = 0
+        #: Messages of the batch the dispatcher is working on right now.
+        self.in_progress = 0
         self.delivered = 0
         self.dropped = 0
         self.skipped = 0
@@ -85,6 +89,7 @@ class Dispatcher:
         """Queue a batch; apply the overflow policy when the queue is full."""
         n = len(batch)
         with self._cv:
+            self.received += n
             room = self._max - self.pending
             if n > room:
                 if self._policy == "block":
@@ -103,6 +108,23 @@ class Dispatcher:
             self.pending += len(batch)
             if self._idle:
                 self._cv.notify()
+
+    def room(self) -> int:
+        """How many more messages the queue takes before the overflow policy applies."""
+        return max(0, self._max - self.pending)
+
+    def counts(self) -> tuple[int, int, int, int, int, int]:
+        """(received, delivered, dropped, decode_errors, skipped, pending), consistent with
+        each other: ``received`` is the sum of the other five."""
+        with self._cv:
+            return (
+                self.received,
+                self.delivered,
+                self.dropped,
+                self.decode_errors,
+                self.skipped,
+                self.pending + self.in_progress,
+            )
 
     def _drop_oldest(self, excess: int) -> None:
         dropped = 0
@@ -179,14 +201,23 @@ class Dispatcher:
                     return
                 received_at, batch = batches.popleft()
                 self.pending -= len(batch)
+                self.in_progress = len(batch)
                 if self._policy == "block":
                     cv.notify_all()
             if self.paused:
-                self.skipped += len(batch)
-                continue
-            self._process(batch, received_at)
+                delivered, failed, skipped = 0, 0, len(batch)
+            else:
+                delivered, failed = self._process(batch, received_at)
+                skipped = 0
+            with cv:
+                # Settled together, so a stats snapshot never sees a batch twice or not at all.
+                self.delivered += delivered
+                self.decode_errors += failed
+                self.skipped += skipped
+                self.in_progress = 0
 
-    def _process(self, batch: Batch, t: float) -> None:
+    def _process(self, batch: Batch, t: float) -> tuple[int, int]:
+        """Decode, buffer and hand every message to the handler; (delivered, decode errors)."""
         names = self._names
         mode = self._mode
         loads = codec._loads
@@ -196,6 +227,7 @@ class Dispatcher:
         on_message = self._on_message
         by_channel = self.by_channel
         delivered = 0
+        failed = 0
         for reply in batch:
             if len(reply) == 3:
                 cb, payload = reply[1], reply[2]
@@ -216,10 +248,15 @@ class Dispatcher:
                     data = loads(payload)
                 except decode_error:
                     if mode == "json":
-                        self._decode_failed(channel, payload)
-                        continue
-                    data = codec.decode_fallback(payload)
-                    self.raw_payloads += 1
+                        try:
+                            data = codec.decode_json_fallback(payload)
+                        except codec.NotJSON:
+                            failed += 1
+                            self._decode_failed(channel, payload, self.decode_errors + failed)
+                            continue
+                    else:
+                        data = codec.decode_fallback(payload)
+                        self.raw_payloads += 1
             delivered += 1
             by_channel[channel] = by_channel.get(channel, 0) + 1
             if buffer_append is not None or on_message is not None:
@@ -236,7 +273,7 @@ class Dispatcher:
                     handler(channel, data)
                 except Exception as exc:  # noqa: BLE001 - isolate the user's code
                     self._handler_failed(t, channel, data, exc)
-        self.delivered += delivered
+        return delivered, failed
 
     def _name(self, raw: bytes) -> str | bytes:
         try:
@@ -260,12 +297,11 @@ class Dispatcher:
             tb.rstrip(),
         )
 
-    def _decode_failed(self, channel: Any, payload: bytes) -> None:
-        self.decode_errors += 1
+    def _decode_failed(self, channel: Any, payload: bytes, so_far: int) -> None:
         preview = payload[: self._preview]
         self._error_log.emit(
             "payload on channel %r is not JSON (decode='json'; %d decode errors so far): %r",
             channel,
-            self.decode_errors,
+            so_far,
             preview,
         )

@@ -52,6 +52,10 @@ class RedisOptions:
     #: (stop reading; the server may then disconnect the subscriber, which reconnects and
     #: counts it). Drops are counted in ``stats.dropped`` and logged.
     overflow: str = "drop_oldest"
+    #: Bytes the reader may hold unparsed while the handler queue is full (a burst waits there
+    #: at ~140 bytes a message instead of being dropped); past it the overflow policy applies.
+    #: 0: parse at once, so the queue alone absorbs bursts.
+    max_backlog_bytes: int = 256 * 1024 * 1024
     #: Payload decoding: ``"auto"`` (JSON, else text, else bytes), ``"json"`` (non-JSON is a
     #: decode error) or ``"raw"`` (bytes as received).
     decode: str = "auto"

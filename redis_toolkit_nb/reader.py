@@ -23,6 +23,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from itertools import islice
 from typing import Any
 
 import hiredis
@@ -50,8 +51,6 @@ _FEED = 64 * 1024
 _DRAIN_EVERY = 0.002
 # Replies handed to the dispatcher at once, at most (bounds the latency of the first one).
 _MAX_BATCH = 8192
-# Bytes read but not yet parsed, at most; beyond it the reader parses before it reads again.
-_MAX_BACKLOG = 256 * 1024 * 1024
 _FIRST_BACKOFF = 0.05
 
 
@@ -99,6 +98,8 @@ class Reader:
         client: redis.Redis,
         *,
         on_batch: Callable[[list[Any], float], None],
+        room: Callable[[], int] = lambda: _MAX_BATCH,
+        max_backlog: int = 256 * 1024 * 1024,
         name: str,
         retry_delay: float,
         health_check_interval: float,
@@ -118,6 +119,8 @@ class Reader:
                 self._conn_kwargs[key] = connect_timeout
         self._secrets = [self._conn_kwargs.get("password")]
         self._on_batch = on_batch
+        self._room = room
+        self._max_backlog = max_backlog
         self._retry_delay = retry_delay
         self._hc = health_check_interval
         self.name = name
@@ -133,7 +136,8 @@ class Reader:
         self.ever_connected = False
         self.attempts = 0
         self.last_error: str | None = None
-        self.received = 0
+        #: Bytes read but not parsed yet (see SubscriberStats.unparsed_bytes).
+        self.backlog_bytes = 0
         self.disconnects = 0
         self.reconnects = 0
 
@@ -304,13 +308,20 @@ class Reader:
         # those messages reached this process and are delivered like any other.
         lost: Exception | None = None
 
-        def parse(until: float) -> None:
-            """Parse slices of _FEED bytes until the backlog is empty, _MAX_BATCH replies are
-            ready, or ``until``; hand the messages to the dispatcher."""
-            nonlocal backlog_bytes, offset
+        has_data = parser.has_data
+        last_t = time.time()
+
+        def parse(until: float, limit: int) -> None:
+            """Parse up to ``limit`` replies (what the parser holds first, then slices of _FEED
+            bytes of the backlog) or until ``until``; hand the messages to the dispatcher.
+            Replies beyond ``limit`` stay in the parser for the next call."""
+            nonlocal backlog_bytes, offset, last_t
             replies: list[Any] = []
-            t = backlog[0][0]
-            while backlog:
+            t = last_t
+            while True:
+                replies.extend(islice(iter(gets, False), limit - len(replies)))
+                if len(replies) >= limit or not backlog or clock() >= until:
+                    break
                 t, data = backlog[0]
                 size = len(data)
                 step = min(_FEED, size - offset)
@@ -320,9 +331,7 @@ class Reader:
                     backlog.popleft()
                     backlog_bytes -= size
                     offset = 0
-                replies.extend(iter(gets, False))
-                if len(replies) >= _MAX_BATCH or clock() >= until:
-                    break
+            last_t = t
             if not replies:
                 return
             msgs = [r for r in replies if r.__class__ in _ARRAYS and r[0] in _MESSAGE_KINDS]
@@ -331,19 +340,37 @@ class Reader:
                     [r for r in replies if not (r.__class__ in _ARRAYS and r[0] in _MESSAGE_KINDS)]
                 )
             if msgs:
-                self.received += len(msgs)
                 on_batch(msgs, t)
+
+        room = self._room
+        max_backlog = self._max_backlog
+
+        def parse_limit() -> int:
+            # Past the backlog cap the overflow policy applies: parse whatever room there is.
+            if backlog_bytes >= max_backlog:
+                return _MAX_BATCH
+            return min(room(), _MAX_BATCH)
 
         while not self._stopping:
             if lost is not None:
-                if not backlog:
+                if not backlog and not has_data():
                     raise lost
-                parse(float("inf"))
+                parse(float("inf"), _MAX_BATCH)
                 continue
             if self._outbox:
                 self._flush()
-            if not backlog:
-                events = poller.poll(hc_ms if not self._refused_waiting() else 250)
+            # Parse only while the handler queue has room: a burst then waits here as raw
+            # bytes (about 140 per message, several times less than parsed), and the overflow
+            # policy applies only once the backlog itself is full.
+            can_parse = (backlog or has_data()) and parse_limit() > 0
+            if not can_parse:
+                if backlog or has_data():
+                    timeout = 2  # ms: read more, or parse as soon as the queue has room
+                elif self._refused_waiting():
+                    timeout = 250
+                else:
+                    timeout = hc_ms
+                events = poller.poll(timeout)
                 now = clock()
                 readable = False
                 for fd, _ev in events:
@@ -352,6 +379,8 @@ class Reader:
                     else:
                         self._drain_wake()
                 if not readable:
+                    if backlog or has_data():
+                        continue
                     if now - last_rx >= self._hc:
                         if not ping_sent:
                             ping_sent = now
@@ -363,7 +392,7 @@ class Reader:
                         self._retry_refused()
                     continue
             # Drain: everything the kernel holds now, in chunks of _CHUNK.
-            if backlog_bytes < _MAX_BACKLOG:
+            if not backlog or backlog_bytes < max_backlog:
                 t = time.time()
                 while True:
                     try:
@@ -382,15 +411,19 @@ class Reader:
                     backlog_bytes += n
                     last_rx = clock()
                     ping_sent = 0.0
-                    if backlog_bytes >= _MAX_BACKLOG or (
+                    if backlog_bytes >= max_backlog or (
                         n < _CHUNK and not (pending_ssl and pending_ssl())
                     ):
                         break
-            if backlog:
-                parse(clock() + _DRAIN_EVERY)
+                self.backlog_bytes = backlog_bytes
+            limit = parse_limit()
+            if limit > 0 and (backlog or has_data()):
+                parse(clock() + _DRAIN_EVERY, limit)
+                self.backlog_bytes = backlog_bytes
         # Stopping: what was already read is handed on (stop() delivers what is queued).
-        while backlog:
-            parse(float("inf"))
+        while backlog or has_data():
+            parse(float("inf"), _MAX_BATCH)
+        self.backlog_bytes = 0
 
     # ---- commands and replies --------------------------------------------------------------
     def _flush(self) -> None:

@@ -30,8 +30,11 @@ class SubscriberStats:
     raw_payloads: int = 0
     #: Messages passed over while the subscriber was paused.
     skipped: int = 0
-    #: Messages waiting for the handler right now.
+    #: Messages waiting for the handler, or in it, right now.
     pending: int = 0
+    #: Bytes read from the server but not parsed yet (a burst waits here, compactly, while
+    #: the handler queue is full; not yet counted in ``received``).
+    unparsed_bytes: int = 0
     #: Times the connection was lost.
     disconnects: int = 0
     #: Times the connection was re-established (and every subscription restored).

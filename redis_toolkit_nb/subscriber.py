@@ -92,6 +92,8 @@ class Subscriber:
         self._reader = Reader(
             client,
             on_batch=self._dispatcher.put,
+            room=self._dispatcher.room,
+            max_backlog=self.options.max_backlog_bytes,
             name=self.name,
             retry_delay=float(self.options.subscriber_retry_delay),
             health_check_interval=float(self.options.health_check_interval),
@@ -257,15 +259,17 @@ class Subscriber:
             chans = tuple(sorted(_text(n) for n in r.confirmed[CHANNEL]))
             pats = tuple(sorted(_text(n) for n in r.confirmed[PATTERN]))
             connected, last_error = r.connected, r.last_error
+        received, delivered, dropped, decode_errors, skipped, pending = d.counts()
         return SubscriberStats(
-            received=r.received,
-            delivered=d.delivered,
-            dropped=d.dropped,
+            received=received,
+            delivered=delivered,
+            dropped=dropped,
             handler_errors=d.handler_errors,
-            decode_errors=d.decode_errors,
+            decode_errors=decode_errors,
             raw_payloads=d.raw_payloads,
-            skipped=d.skipped,
-            pending=d.pending,
+            skipped=skipped,
+            pending=pending,
+            unparsed_bytes=r.backlog_bytes,
             disconnects=r.disconnects,
             reconnects=r.reconnects,
             connected=connected,
