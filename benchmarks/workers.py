@@ -91,6 +91,8 @@ def run_toolkit(spec: dict[str, Any]) -> dict[str, Any]:
     opts: dict[str, Any] = {}
     if spec.get("queue_size"):
         opts["queue_size"] = spec["queue_size"]
+    if "max_backlog_bytes" in spec:
+        opts["max_backlog_bytes"] = spec["max_backlog_bytes"]
     if "buffer_size" in spec:
         opts["buffer_size"] = spec["buffer_size"]
     tk = RedisToolkit(
