@@ -52,6 +52,10 @@ _DRAIN_EVERY = 0.002
 # Replies handed to the dispatcher at once, at most (bounds the latency of the first one).
 _MAX_BATCH = 8192
 _FIRST_BACKOFF = 0.05
+# The reader keeps draining the socket up to at least this many unparsed bytes, whatever
+# max_backlog_bytes says: the server cuts a subscriber off at 32 MB of its own buffer, so
+# holding as much here keeps that buffer empty while parsing catches up.
+_READ_AHEAD = 32 * 1024 * 1024
 
 
 class ReplyError(Exception):
@@ -344,6 +348,7 @@ class Reader:
 
         room = self._room
         max_backlog = self._max_backlog
+        read_cap = max(max_backlog, _READ_AHEAD)
 
         def parse_limit() -> int:
             # Past the backlog cap the overflow policy applies: parse whatever room there is.
@@ -392,7 +397,7 @@ class Reader:
                         self._retry_refused()
                     continue
             # Drain: everything the kernel holds now, in chunks of _CHUNK.
-            if not backlog or backlog_bytes < max_backlog:
+            if backlog_bytes < read_cap:
                 t = time.time()
                 while True:
                     try:
@@ -411,7 +416,7 @@ class Reader:
                     backlog_bytes += n
                     last_rx = clock()
                     ping_sent = 0.0
-                    if backlog_bytes >= max_backlog or (
+                    if backlog_bytes >= read_cap or (
                         n < _CHUNK and not (pending_ssl and pending_ssl())
                     ):
                         break

@@ -11,7 +11,7 @@ import os
 import shutil
 import threading
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import pytest
 import redis

@@ -32,6 +32,8 @@ def test_panel_dom_contract_and_counters(state, admin):
     assert "rtk-counters" in panel.counters._dom_classes
     assert "rtk-table" in panel.table._dom_classes
     assert "rtk-log" in panel.log._dom_classes
+    # The log scrolls inside a bounded box instead of growing the cell without limit.
+    assert panel.log.layout.max_height and panel.log.layout.overflow == "auto"
     assert "received 0" in panel.counters.value
     assert "w.*" in panel.header.value and "w-plain" in panel.header.value
     for i in range(25):

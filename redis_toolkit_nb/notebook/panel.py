@@ -72,7 +72,8 @@ class LivePanel:
         self.chart.add_class("rtk-chart")
         self.table = W.HTML()
         self.table.add_class("rtk-table")
-        self.log = W.HTML()
+        # Bounded on screen too: the log scrolls instead of growing the cell.
+        self.log = W.HTML(layout=W.Layout(max_height="18em", overflow="auto"))
         self.log.add_class("rtk-log")
         self.pause_button = W.Button(description="Pause", icon="pause")
         self.clear_button = W.Button(description="Clear", icon="eraser")
