@@ -37,7 +37,8 @@ def resolve_url(url: str | None = None) -> str:
             if embedded._ping(DEFAULT_HOST, DEFAULT_PORT):
                 _resolved_default = DEFAULT_URL
             else:
-                _resolved_default = embedded.default_server().url
+                reason = f"no Redis at {DEFAULT_HOST}:{DEFAULT_PORT} and no REDIS_URL set"
+                _resolved_default = embedded.default_server(reason).url
         return _resolved_default
 
 

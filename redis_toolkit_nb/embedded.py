@@ -251,8 +251,10 @@ def _stop_at_exit(server: RedisServer) -> None:
     server.cleanup()
 
 
-def default_server() -> RedisServer:
-    """The process-wide embedded server, started on first use and stopped at exit."""
+def default_server(reason: str = "no Redis server was found") -> RedisServer:
+    """The process-wide embedded server, started on first use and stopped at exit.
+
+    ``reason`` opens the one line that tells the user it was started."""
     global _default
     with _default_lock:
         if _default is None or not _default.running:
@@ -261,8 +263,8 @@ def default_server() -> RedisServer:
             atexit.register(_stop_at_exit, server)
             _default = server
             logger.warning(
-                "redis_toolkit_nb: no Redis at localhost:6379 and no REDIS_URL set; started "
-                "the embedded %s at %s (stopped at exit)",
+                "redis_toolkit_nb: %s; started the embedded %s at %s (stopped at exit)",
+                reason,
                 Path(server.binary).name,
                 server.url,
             )

@@ -74,6 +74,13 @@ def publish_many(
                 except encode_error:
                     payload = encode(value)
             if len(payload) > limit:
+                # Everything before the oversized value goes out; then it is refused.
+                if count:
+                    _write(client, conn, parts, published)
+                    if inflight:
+                        published += _settle(client, replies_in, inflight, published, refused)
+                    inflight, count = count, 0
+                    parts.clear()
                 if inflight:
                     published += _settle(client, replies_in, inflight, published, refused)
                     inflight = 0
@@ -81,8 +88,8 @@ def publish_many(
                     check_size(payload, limit, channel)
                 except MessageTooLargeError as exc:
                     raise MessageTooLargeError(
-                        f"{exc} (message {published + len(refused) + count} of the batch; "
-                        f"{published} published before it)"
+                        f"{exc} (message {published + len(refused)} of the batch, counting "
+                        f"from 0; the {published} before it were published)"
                     ) from None
             # One formatted bytes per command: keeping orjson's own output objects alive
             # until the join costs ~1 us more per message (measured, allocator churn).

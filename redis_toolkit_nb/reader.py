@@ -29,6 +29,7 @@ from typing import Any
 import hiredis
 import redis
 
+from ._ratelimit import RateLimitedLog
 from ._urls import mask_text
 
 logger = logging.getLogger("redis_toolkit_nb")
@@ -145,6 +146,8 @@ class Reader:
         self.disconnects = 0
         self.reconnects = 0
 
+        # A refusal is retried every retry_delay; say so loudly, but not every time.
+        self._refusal_log = RateLimitedLog(logger, logging.ERROR, period=60.0, burst=3)
         self._stopping = False
         self._conn: Any = None
         self._sock: socket.socket | None = None
@@ -497,7 +500,7 @@ class Reader:
         for name in head.names:
             self.refused[name] = text
         self._set_error(f"{head.kind} {names} refused: {text}", locked=True)
-        logger.error(
+        self._refusal_log.emit(
             "subscriber %s: the server refused %s %s: %s (will retry every %g s)",
             self.name,
             head.kind,
