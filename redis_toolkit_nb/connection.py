@@ -34,7 +34,7 @@ def resolve_url(url: str | None = None) -> str:
     global _resolved_default
     with _resolve_lock:
         if _resolved_default is None or not _still_there(_resolved_default):
-            if embedded._ping(DEFAULT_HOST, DEFAULT_PORT):
+            if embedded.answers(DEFAULT_HOST, DEFAULT_PORT):
                 _resolved_default = DEFAULT_URL
             else:
                 reason = f"no Redis at {DEFAULT_HOST}:{DEFAULT_PORT} and no REDIS_URL set"

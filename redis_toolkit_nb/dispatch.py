@@ -59,6 +59,7 @@ class Dispatcher:
         self._cv = threading.Condition(threading.Lock())
         self._idle = True
         self._stopping = False
+        self._closed = False
         self._deadline = 0.0
         self._names: dict[bytes, str | bytes] = {}
         self.paused = False
@@ -90,6 +91,10 @@ class Dispatcher:
         n = len(batch)
         with self._cv:
             self.received += n
+            if self._closed:
+                # A reader that outlived stop() (its join timed out): counted, not queued.
+                self.dropped += n
+                return
             room = self._max - self.pending
             if n > room:
                 if self._policy == "block":
@@ -166,9 +171,13 @@ class Dispatcher:
     def stop(self, timeout: float) -> bool:
         """Deliver what is queued for up to ``timeout`` seconds, then stop; True if joined."""
         self.begin_stop(time.monotonic() + timeout)
-        if self._thread.is_alive() and self._thread is not threading.current_thread():
+        # stop() from inside the handler (cleanup() in a handler): this thread ends by itself
+        # once the handler returns; nothing to join, nothing to warn about.
+        own = self._thread is threading.current_thread()
+        if self._thread.is_alive() and not own:
             self._thread.join(timeout + 0.5)
         with self._cv:
+            self._closed = True
             left = self.pending
             if left:
                 self._batches.clear()
@@ -179,11 +188,13 @@ class Dispatcher:
                     self._thread.name,
                     left,
                 )
-        return not self._thread.is_alive()
+        return own or not self._thread.is_alive()
 
     def clear_counts(self) -> None:
+        """Reset the per-channel and per-pattern counts and the recent failures."""
         self.by_channel.clear()
         self.by_pattern.clear()
+        self.failures.clear()
 
     # ---- dispatcher thread -----------------------------------------------------------------
     def _run(self) -> None:
@@ -228,6 +239,7 @@ class Dispatcher:
         by_channel = self.by_channel
         delivered = 0
         failed = 0
+        broke = False
         for reply in batch:
             if len(reply) == 3:
                 cb, payload = reply[1], reply[2]
@@ -264,15 +276,18 @@ class Dispatcher:
                 if buffer_append is not None:
                     buffer_append(record)
                 if on_message is not None:
+                    broke = False
                     try:
                         on_message(record)
                     except Exception as exc:  # noqa: BLE001 - isolate the user's code
+                        broke = True
                         self._handler_failed(t, channel, data, exc)
             if handler is not None:
                 try:
                     handler(channel, data)
                 except Exception as exc:  # noqa: BLE001 - isolate the user's code
-                    self._handler_failed(t, channel, data, exc)
+                    # One message counts once, even if both of its callbacks raised.
+                    self._handler_failed(t, channel, data, exc, count=not broke)
         return delivered, failed
 
     def _name(self, raw: bytes) -> str | bytes:
@@ -285,8 +300,11 @@ class Dispatcher:
         self._names[raw] = name
         return name
 
-    def _handler_failed(self, t: float, channel: Any, data: Any, exc: Exception) -> None:
-        self.handler_errors += 1
+    def _handler_failed(
+        self, t: float, channel: Any, data: Any, exc: Exception, count: bool = True
+    ) -> None:
+        if count:
+            self.handler_errors += 1
         tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
         self.failures.append(HandlerFailure((t, channel, data, exc, tb)))
         self._error_log.emit(

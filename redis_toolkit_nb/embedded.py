@@ -77,6 +77,18 @@ def _ping(host: str, port: int, timeout: float = 0.5, password: str | None = Non
         return False
 
 
+def answers(host: str, port: int, timeout: float = 0.5) -> bool:
+    """True when anything speaking RESP listens at host:port, even one that wants a password
+    (``-NOAUTH``): that is a server the user means, never a reason to start another."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as sock:
+            sock.sendall(b"*1\r\n$4\r\nPING\r\n")
+            reply = sock.recv(64)
+    except OSError:
+        return False
+    return reply[:1] in (b"+", b"-")
+
+
 class RedisServer:
     """A ``redis-server``-compatible process on loopback, owned by this process.
 

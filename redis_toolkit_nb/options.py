@@ -105,6 +105,12 @@ class RedisOptions:
         )
         _positive("queue_size", self.queue_size, integer=True)
         _check(
+            _is_int(self.max_backlog_bytes) and self.max_backlog_bytes >= 0,
+            "max_backlog_bytes",
+            self.max_backlog_bytes,
+            "must be a whole number >= 0",
+        )
+        _check(
             self.overflow in OVERFLOW_POLICIES,
             "overflow",
             self.overflow,

@@ -57,6 +57,9 @@ _FIRST_BACKOFF = 0.05
 # max_backlog_bytes says: the server cuts a subscriber off at 32 MB of its own buffer, so
 # holding as much here keeps that buffer empty while parsing catches up.
 _READ_AHEAD = 32 * 1024 * 1024
+# Seconds a lost connection waits for the handler to take what was already read before the
+# overflow policy applies to the rest and the reader reconnects.
+_LOST_GRACE = 1.0
 
 
 class ReplyError(Exception):
@@ -210,13 +213,21 @@ class Reader:
                     break
                 delay = min(delay * 2, self._retry_delay)
                 continue
-            delay = _FIRST_BACKOFF
+            opened_at = time.monotonic()
             try:
                 self._loop()
             except Exception as exc:  # noqa: BLE001 - a lost link is re-established
                 if self._stopping:
                     break
                 self.disconnects += 1
+                # A link that had been up for a while is re-opened at once; one that dies
+                # right after opening backs off like a failed connect (no tight loop).
+                if time.monotonic() - opened_at >= max(1.0, self._retry_delay):
+                    delay = _FIRST_BACKOFF
+                else:
+                    if self._pause(delay):
+                        break
+                    delay = min(delay * 2, self._retry_delay)
                 self._set_error(f"connection lost: {exc}")
                 logger.warning(
                     "subscriber %s lost its connection (%s); reconnecting (messages published "
@@ -243,9 +254,12 @@ class Reader:
             self._outbox.clear()
             self._inflight.clear()
             for kind in (CHANNEL, PATTERN):
-                names = list(self.wanted[kind])
+                names = [n for n in self.wanted[kind] if n not in self.refused]
                 if names:
                     self._outbox.append(("sub", kind, names))
+                for name in self.wanted[kind]:
+                    if name in self.refused:
+                        self._outbox.append(("sub", kind, [name]))
             if self.ever_connected:
                 self.reconnects += 1
                 logger.warning("subscriber %s reconnected; resubscribing", self.name)
@@ -314,6 +328,7 @@ class Reader:
         # A read error or EOF ends the connection only once what was read before it is parsed:
         # those messages reached this process and are delivered like any other.
         lost: Exception | None = None
+        lost_at = 0.0
 
         has_data = parser.has_data
         last_t = time.time()
@@ -363,7 +378,15 @@ class Reader:
             if lost is not None:
                 if not backlog and not has_data():
                     raise lost
-                parse(float("inf"), _MAX_BATCH)
+                # What was read before the loss is handed on at the handler's pace for a
+                # moment, then (so the reconnect is not held up) under the overflow policy.
+                if lost_at == 0.0:
+                    lost_at = clock()
+                limit = parse_limit() if clock() - lost_at < _LOST_GRACE else _MAX_BATCH
+                if limit:
+                    parse(float("inf"), limit)
+                else:
+                    time.sleep(0.002)
                 continue
             if self._outbox:
                 self._flush()
@@ -449,11 +472,23 @@ class Reader:
         assert sock is not None
         self._inflight.append(inflight)
         view = memoryview(data)
+        deadline = time.monotonic() + self._hc
         while view:
             try:
                 sent = sock.send(view)
-            except (BlockingIOError, InterruptedError):
-                select.select([], [sock], [], 1.0)
+            except (BlockingIOError, InterruptedError) as exc:
+                sent = 0
+                del exc
+            except OSError as exc:
+                if exc.__class__.__name__ != "SSLWantWriteError":
+                    raise
+                sent = 0
+            if not sent:
+                if self._stopping:
+                    raise ConnectionError("stopping")
+                if time.monotonic() > deadline:
+                    raise LinkDead(f"the server took no data for {self._hc:g} s")
+                select.select([], [sock], [], 0.1)
                 continue
             view = view[sent:]
 
@@ -483,8 +518,10 @@ class Reader:
             return
         if kind == b"subscribe":
             self.confirmed[CHANNEL].add(name)
+            self.refused.pop(name, None)
         elif kind == b"psubscribe":
             self.confirmed[PATTERN].add(name)
+            self.refused.pop(name, None)
         elif kind == b"unsubscribe":
             self.confirmed[CHANNEL].discard(name)
         else:
@@ -496,6 +533,13 @@ class Reader:
             self._set_error(f"server error: {text}", locked=True)
             return
         self._inflight.popleft()
+        action, _, kind = head.kind.partition(":")
+        if action == "sub" and len(head.names) > 1:
+            # The server refuses a whole SUBSCRIBE when any one name is forbidden: ask again
+            # name by name at once, so the permitted ones are not kept out.
+            for name in head.names:
+                self._outbox.append(("sub", kind, [name]))
+            return
         names = ", ".join(n.decode("utf-8", "replace") for n in head.names)
         for name in head.names:
             self.refused[name] = text

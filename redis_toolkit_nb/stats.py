@@ -46,10 +46,11 @@ class SubscriberStats:
     #: The confirmed channel and pattern subscriptions.
     channels: tuple[str, ...] = ()
     patterns: tuple[str, ...] = ()
-    #: Messages per channel, and per matching pattern, since the start.
+    #: Messages per channel, and per matching pattern, since the start or the last ``clear()``.
     by_channel: dict[str, int] = field(default_factory=dict)
     by_pattern: dict[str, int] = field(default_factory=dict)
-    #: The last connection or subscription error, if any (secrets masked).
+    #: The most recent connection or subscription error, if any, even when since recovered
+    #: (``connected`` says whether it is now; secrets masked).
     last_error: str | None = None
     #: Seconds since the subscriber started.
     uptime: float = 0.0

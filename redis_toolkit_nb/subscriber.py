@@ -187,12 +187,17 @@ class Subscriber:
             while True:
                 refused = {n: reader.refused[n] for _, n in wanted if n in reader.refused}
                 if refused:
+                    # Only the refused names are given up; the others stay subscribed.
                     for kind, n in wanted:
-                        reader.wanted[kind].pop(n, None)
-                        reader.refused.pop(n, None)
+                        if n in refused:
+                            reader.wanted[kind].pop(n, None)
+                            reader.refused.pop(n, None)
                     names = ", ".join(_text(n) for n in refused)
+                    kept = [_text(n) for _, n in wanted if n not in refused]
+                    also = f"; {', '.join(kept)} subscribed nonetheless" if kept else ""
                     raise SubscriptionError(
-                        f"the server refused to subscribe {names}: {next(iter(refused.values()))}"
+                        f"the server refused to subscribe {names}: "
+                        f"{next(iter(refused.values()))}{also}"
                     )
                 done = all((n in reader.confirmed[k]) == subscribed for k, n in wanted)
                 if done and (reader.connected or not subscribed):
@@ -204,6 +209,19 @@ class Subscriber:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     why = f" (last error: {reader.last_error})" if reader.last_error else ""
+                    if reader.backlog_bytes:
+                        why += (
+                            f" (the confirmation may wait behind {reader.backlog_bytes} unparsed "
+                            "bytes of messages for a busy handler)"
+                        )
+                    if subscribed and not first:
+                        # Undo, so a late confirmation does not leave a subscription the
+                        # caller was told failed.
+                        for kind, n in wanted:
+                            if n not in reader.confirmed[kind]:
+                                reader.wanted[kind].pop(n, None)
+                                reader._outbox.append(("unsub", kind, [n]))
+                        reader._wake()
                     raise SubscriptionError(
                         f"subscriber {self.name}: the server did not confirm "
                         f"{'subscribing' if subscribed else 'unsubscribing'} "
@@ -224,7 +242,8 @@ class Subscriber:
         return self._dispatcher.paused
 
     def clear(self) -> None:
-        """Empty the buffer and the per-channel counts (the totals stay)."""
+        """Empty the buffer, the per-channel counts and the recent handler failures (the totals
+        stay)."""
         if self.buffer is not None:
             self.buffer.clear()
         self._dispatcher.clear_counts()

@@ -124,3 +124,19 @@ def test_embedded_server_stopped_at_interpreter_exit():
     assert len(lines) == 1, proc.stderr
     assert "started the embedded valkey-server" in lines[0]
     assert elapsed < 15
+
+
+def test_password_protected_server_at_the_default_address_is_used_not_replaced(
+    monkeypatch, make_server
+):
+    """A server that answers -NOAUTH is the one the user means: no embedded fallback, and a
+    clear authentication error instead (the password is not known, so it cannot leak)."""
+    srv = make_server("redis", password="only-the-user-knows")
+    monkeypatch.setattr(connection, "DEFAULT_PORT", srv.port)
+    monkeypatch.setattr(connection, "DEFAULT_URL", f"redis://127.0.0.1:{srv.port}/0")
+    monkeypatch.setattr(connection, "_resolved_default", None)
+    monkeypatch.setattr(embedded, "_default", None)
+    assert connection.resolve_url() == f"redis://127.0.0.1:{srv.port}/0"
+    assert embedded._default is None, "no embedded server may start"
+    with RedisToolkit() as tk, pytest.raises(ToolkitConnectionError, match="(?i)auth"):
+        tk.publisher("x", 1)

@@ -292,6 +292,16 @@ def test_acl_refused_subscription_raises(own_server):
             sub.subscribe("secret")
         assert sub.subscriber.channels == ["allowed:1"]  # the others are untouched
         assert sub.subscriber.names == ["allowed:1"]
+        # Permitted and forbidden names in one call: only the forbidden one is given up, the
+        # error says the other was subscribed, and it really keeps receiving.
+        with pytest.raises(SubscriptionError, match="allowed:2 subscribed nonetheless"):
+            sub.subscribe("allowed:2", "secret")
+        wait_until(
+            lambda: sub.subscriber.channels == ["allowed:1", "allowed:2"], what="allowed:2 kept"
+        )
+        assert sub.subscriber.names == ["allowed:1", "allowed:2"]
+        assert admin.publish("allowed:2", "1") == 1
+        wait_until(lambda: sub.stats.by_channel.get("allowed:2") == 1, what="allowed:2 delivered")
     admin.close()
 
 
@@ -331,6 +341,12 @@ def test_acl_revoked_then_restored(own_server, caplog):
     assert admin.publish("allowed:x", '"welcome back"') == 1
     rec.wait_for(("allowed:x", "welcome back"))
     assert ("allowed:x", "lost") not in rec.items
+    # Settled: nothing is still counted as refused, so the retries stop.
+    wait_until(lambda: not sub.subscriber._reader.refused, what="the refusal settled")
+    calls = lambda: admin.info("commandstats").get("cmdstat_subscribe", {}).get("calls", 0)  # noqa: E731
+    before = calls()
+    time.sleep(0.6)  # three retry periods: a retry loop would show up in the server's count
+    assert calls() == before, "SUBSCRIBE kept being retried after the refusal was settled"
     sub.cleanup()
     admin.close()
 
@@ -481,3 +497,32 @@ def test_subscriber_direct_use(server):
     wait_until(lambda: got == [{"a": 1}], what="a message to a bare Subscriber")
     assert sub.stop() is True
     client.close()
+
+
+def test_a_link_that_dies_right_after_opening_backs_off(own_server):
+    """A connection that is cut right after every handshake must not be re-opened in a tight
+    loop: the reconnect backoff applies (bounded by subscriber_retry_delay)."""
+    admin = redis.Redis.from_url(own_server.url)
+    opts = RedisOptions(subscriber_retry_delay=0.4)
+    sub = RedisToolkit(url=own_server.url, channels=["flaky"], message_handler=print, options=opts)
+    stop = threading.Event()
+
+    def killer() -> None:
+        while not stop.is_set():
+            admin.client_kill_filter(_type="pubsub")
+            time.sleep(0.005)
+
+    thread = threading.Thread(target=killer, daemon=True)
+    try:
+        thread.start()
+        wait_until(lambda: sub.stats.disconnects >= 1, what="the first cut")
+        first = sub.stats.disconnects
+        time.sleep(2.0)  # a measuring window: how many times it came back in 2 s
+        cuts = sub.stats.disconnects - first
+        # Backoff 0.05, 0.1, 0.2, 0.4, 0.4 ... s: about 6 attempts in 2 s, not hundreds.
+        assert 1 <= cuts <= 12, f"{cuts} reconnects in 2 s: no backoff"
+    finally:
+        stop.set()
+        thread.join(5)
+        sub.cleanup()
+        admin.close()
