@@ -40,7 +40,7 @@ class PublishError(ToolkitError):
 
 
 class MessageTooLargeError(ToolkitError, ValueError):
-    """A payload is larger than ``RedisOptions.max_value_size``; nothing was sent."""
+    """A payload is larger than ``RedisOptions.max_value_size``; it was not sent."""
 
 
 class SerializationError(ToolkitError, TypeError):

@@ -17,7 +17,7 @@ import redis
 
 from . import codec
 from .connection import connection_error
-from .exceptions import MessageTooLargeError, PublishError
+from .exceptions import MessageTooLargeError, PublishError, SerializationError
 
 #: Commands packed into one write by ``publish_many``.
 CHUNK = 2000
@@ -29,7 +29,7 @@ def check_size(payload: bytes, limit: int, channel: object) -> None:
     if len(payload) > limit:
         raise MessageTooLargeError(
             f"message for channel {channel!r} is {len(payload)} bytes, over the "
-            f"{limit}-byte cap (RedisOptions.max_value_size); nothing was sent"
+            f"{limit}-byte cap (RedisOptions.max_value_size); it was not sent"
         )
 
 
@@ -44,88 +44,93 @@ def publish_many(
     """Publish every value of ``messages`` to ``channel``, in order; return how many.
 
     Each value is encoded as ``publisher()`` would. A value that cannot be encoded or is over
-    the cap raises before its chunk is sent; the error's ``published`` attribute (for
-    ``PublishError``) or message says how many went out before it.
+    the cap is refused after every value before it was published; the error says how many
+    (``PublishError.published`` for a refusal by the server).
     """
     prefix = _channel_prefix(channel)
     encode = codec.encode
     dumps, option, encode_error = codec._dumps, codec._OPTIONS, orjson.JSONEncodeError
-    published = 0
     try:
         conn = client.connection_pool.get_connection()
     except (redis.ConnectionError, redis.TimeoutError) as exc:
         # Connecting (and authenticating) happens here: wrap it like every other failure.
         raise connection_error(client, exc, "publish") from exc
-    replies_in = _Replies(conn)
+    batch = _Chunks(client, conn)
+    append = batch.parts.append
     ok = False
-    inflight = 0  # commands written whose replies are not read yet (one chunk at most)
-    refused: list[Any] = []
     try:
-        parts: list[bytes] = []
-        append = parts.append
-        count = 0
         for value in messages:
-            if value.__class__ in _AS_IS:
-                payload = encode(value)
-            else:
-                # codec.encode's common case inlined (same result); it handles the rest.
-                try:
-                    payload = dumps(value, option=option)
-                except encode_error:
+            try:
+                if value.__class__ in _AS_IS:
                     payload = encode(value)
-            if len(payload) > limit:
-                # Everything before the oversized value goes out; then it is refused.
-                if count:
-                    _write(client, conn, parts, published)
-                    if inflight:
-                        published += _settle(client, replies_in, inflight, published, refused)
-                    inflight, count = count, 0
-                    parts.clear()
-                if inflight:
-                    published += _settle(client, replies_in, inflight, published, refused)
-                    inflight = 0
-                try:
+                else:
+                    # codec.encode's common case inlined (same result); it handles the rest.
+                    try:
+                        payload = dumps(value, option=option)
+                    except encode_error:
+                        payload = encode(value)
+                if len(payload) > limit:
                     check_size(payload, limit, channel)
-                except MessageTooLargeError as exc:
-                    raise MessageTooLargeError(
-                        f"{exc} (message {published + len(refused)} of the batch, counting "
-                        f"from 0; the {published} before it were published)"
-                    ) from None
+            except (SerializationError, MessageTooLargeError) as exc:
+                batch.drain()  # everything before the bad value goes out first
+                raise type(exc)(
+                    f"{exc} (message {batch.published + len(batch.refused)} of the batch, "
+                    f"counting from 0; the {batch.published} before it were published)"
+                ) from exc.__cause__
             # One formatted bytes per command: keeping orjson's own output objects alive
             # until the join costs ~1 us more per message (measured, allocator churn).
             append(b"%s$%d\r\n%s\r\n" % (prefix, len(payload), payload))
-            count += 1
-            if count == CHUNK:
-                # Write this chunk before reading the previous one's replies: the server
-                # executes one chunk while this thread encodes the next.
-                _write(client, conn, parts, published)
-                if inflight:
-                    published += _settle(client, replies_in, inflight, published, refused)
-                inflight, count = count, 0
-                parts.clear()
-                if refused:
+            batch.count += 1
+            if batch.count == CHUNK:
+                batch.write()
+                if batch.refused:
                     break
-        if count and not refused:
-            _write(client, conn, parts, published)
-            if inflight:
-                published += _settle(client, replies_in, inflight, published, refused)
-            inflight = count
-        if inflight:
-            published += _settle(client, replies_in, inflight, published, refused)
-            inflight = 0
-        if refused:
+        batch.drain()
+        if batch.refused:
             raise PublishError(
-                f"the server refused {len(refused)} of {published + len(refused)} messages: "
-                f"{refused[0]}",
-                published=published,
+                f"the server refused {len(batch.refused)} of "
+                f"{batch.published + len(batch.refused)} messages: {batch.refused[0]}",
+                published=batch.published,
             )
         ok = True
-        return published
+        return batch.published
     finally:
         if not ok:
             # Replies may still be in flight: never hand a desynchronised connection back.
             conn.disconnect()
         client.connection_pool.release(conn)
+
+
+class _Chunks:
+    """One ``publish_many`` call's pipeline: the chunk being built (``parts``, ``count``) and
+    the one written whose replies are not read yet (``inflight``, at most one chunk)."""
+
+    def __init__(self, client: redis.Redis, conn: Any) -> None:
+        self.client = client
+        self.conn = conn
+        self.replies = _Replies(conn)
+        self.parts: list[bytes] = []
+        self.count = 0
+        self.inflight = 0
+        self.published = 0
+        self.refused: list[Any] = []
+
+    def write(self) -> None:
+        """Write the chunk being built, then read the previous one's replies: the server
+        executes one chunk while this thread encodes the next."""
+        if self.count:
+            _write(self.client, self.conn, self.parts, self.published)
+        if self.inflight:
+            self.published += _settle(
+                self.client, self.replies, self.inflight, self.published, self.refused
+            )
+        self.inflight, self.count = self.count, 0
+        self.parts.clear()
+
+    def drain(self) -> None:
+        """Write what is built and read every reply still due."""
+        self.write()
+        self.write()
 
 
 def _write(client: redis.Redis, conn: Any, parts: list[bytes], before: int) -> None:

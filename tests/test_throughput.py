@@ -15,7 +15,12 @@ import pytest
 import redis
 from conftest import wait_until
 
-from redis_toolkit_nb import MessageTooLargeError, RedisOptions, RedisToolkit
+from redis_toolkit_nb import (
+    MessageTooLargeError,
+    RedisOptions,
+    RedisToolkit,
+    SerializationError,
+)
 
 PAYLOAD = '{"id":"__rand_int__","sensor":"temperature-01","value":21.5,"unit":"C","ok":true}'
 
@@ -301,4 +306,18 @@ def test_burst_beyond_the_queue_waits_unparsed_instead_of_dropping(server):
         )
     finally:
         gate.set()
+        tk.cleanup()
+
+
+def test_publish_many_value_json_cannot_hold_sends_those_before_it(server):
+    got: list[Any] = []
+    tk = RedisToolkit(url=server.url, channels=["enc"], message_handler=lambda c, d: got.append(d))
+    try:
+        with pytest.raises(SerializationError, match="the 2 before it were published"):
+            tk.publish_many("enc", [1, 2, object(), 4])
+        wait_until(lambda: len(got) == 2, what="the two values before the bad one")
+        assert tk.publish_many("enc", [5]) == 1
+        wait_until(lambda: len(got) == 3)
+        assert got == [1, 2, 5]
+    finally:
         tk.cleanup()
