@@ -76,6 +76,7 @@ class Dispatcher:
         self.raw_payloads = 0
         self.by_channel: dict[Any, int] = {}
         self.by_pattern: dict[Any, int] = {}
+        self.by_link: dict[tuple[Any, Any], int] = {}
         #: Recent handler failures, newest last (the notebook log shows them).
         self.failures: deque[HandlerFailure] = deque(maxlen=100)
         self._drop_log = RateLimitedLog(logger, logging.WARNING, period=5.0)
@@ -194,6 +195,7 @@ class Dispatcher:
         """Reset the per-channel and per-pattern counts and the recent failures."""
         self.by_channel.clear()
         self.by_pattern.clear()
+        self.by_link.clear()
         self.failures.clear()
 
     # ---- dispatcher thread -----------------------------------------------------------------
@@ -253,6 +255,9 @@ class Dispatcher:
             channel = names.get(cb)
             if channel is None:
                 channel = self._name(cb)
+            if pattern is not None:
+                link = (pattern, channel)
+                self.by_link[link] = self.by_link.get(link, 0) + 1
             if mode == "raw":
                 data = payload
             else:

@@ -49,6 +49,10 @@ class SubscriberStats:
     #: Messages per channel, and per matching pattern, since the start or the last ``clear()``.
     by_channel: dict[str, int] = field(default_factory=dict)
     by_pattern: dict[str, int] = field(default_factory=dict)
+    #: Messages per (pattern, channel) a pattern subscription delivered. A channel's plain
+    #: subscription delivered ``by_channel[c]`` minus the links ending in ``c`` (Redis sends
+    #: a message twice to a client subscribed to its channel and a matching pattern).
+    by_link: dict[tuple[str, str], int] = field(default_factory=dict)
     #: The most recent connection or subscription error, if any, even when since recovered
     #: (``connected`` says whether it is now; secrets masked).
     last_error: str | None = None

@@ -297,6 +297,7 @@ class Subscriber:
             patterns=pats,
             by_channel=dict(d.by_channel),
             by_pattern=dict(d.by_pattern),
+            by_link=dict(d.by_link),
             last_error=last_error,
             uptime=time.monotonic() - self._started_at if self._started_at else 0.0,
         )

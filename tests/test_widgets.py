@@ -166,6 +166,20 @@ def test_dashboard_tabs(state, admin):
         dash.close()
 
 
+def test_flows_count_a_doubly_delivered_message_once_per_link(state, admin):
+    """Subscribed to a channel and a pattern matching it, a client gets each message twice
+    (Redis' rule): the flows show one message on each link, not two on both."""
+    sub = state.subscribe(["ov.a", "ov.*"], name="feed")
+    assert admin.publish("ov.a", "1") == 2  # one subscriber, two deliveries
+    assert admin.publish("ov.b", "2") == 1
+    wait_until(lambda: sub.stats.delivered == 3, 5, "three deliveries")
+    assert sorted(flow_links([sub])) == [
+        ("feed: ov.*", "ov.a", 1),
+        ("feed: ov.*", "ov.b", 1),
+        ("feed: ov.a", "ov.a", 1),
+    ]
+
+
 def test_dashboard_publish_error_is_shown_inline(server):
     st = NotebookState({}, default_url=lambda: "redis://127.0.0.1:1/0")
     dash = Dashboard(st)

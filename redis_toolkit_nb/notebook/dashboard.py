@@ -5,8 +5,6 @@ The outermost widget has CSS class ``rtk-dashboard`` (the browser tests rely on 
 
 from __future__ import annotations
 
-import fnmatch
-import re
 import threading
 from html import escape
 from typing import Any
@@ -23,25 +21,22 @@ from .state import NotebookState
 _MAX_LISTED = 100  # channel buttons shown in the Channels tab
 
 
-def redis_glob_match(pattern: str, name: str) -> bool:
-    """Whether Redis would deliver a message on ``name`` to a ``PSUBSCRIBE pattern``."""
-    return fnmatch.fnmatchcase(name, re.sub(r"\[\^", "[!", pattern))
-
-
 def flow_links(subs: list[Any]) -> list[tuple[str, str, float]]:
     """``(subscription: channel-or-pattern, channel, messages)`` for every running subscription,
-    from its per-channel counters (work proportional to the number of channels)."""
+    from the core's per-link counters: a message a client got twice (its channel and a
+    matching pattern, as Redis sends it) is one message on each of its two links, never two.
+    Work is proportional to the number of links."""
     links: list[tuple[str, str, float]] = []
     for sub in subs:
         stats = sub.stats
-        counts = {str(c): n for c, n in stats.by_channel.items()}
-        for channel in stats.channels:
-            if counts.get(channel):
-                links.append((f"{sub.name}: {channel}", channel, counts[channel]))
-        for pattern in stats.patterns:
-            for channel, n in counts.items():
-                if n and redis_glob_match(pattern, channel):
-                    links.append((f"{sub.name}: {pattern}", channel, n))
+        via_pattern: dict[Any, int] = {}
+        for (pattern, channel), n in stats.by_link.items():
+            links.append((f"{sub.name}: {pattern}", str(channel), n))
+            via_pattern[channel] = via_pattern.get(channel, 0) + n
+        for channel, n in stats.by_channel.items():
+            plain = n - via_pattern.get(channel, 0)
+            if plain > 0:
+                links.append((f"{sub.name}: {channel}", str(channel), plain))
     return links
 
 
