@@ -47,6 +47,16 @@ def test_panel_dom_contract_and_counters(state, admin):
     assert set(panel.filter.options) == {"(all channels)", "w.a", "w-plain"}
     panel.filter.value = "w.a"  # the filter re-renders at once
     assert "w-plain" not in panel.table.value and "{&quot;i&quot;:23}" in panel.table.value
+    # After Clear the selected channel has no traffic listed, yet the menu stays usable.
+    sub.clear()
+    panel.refresh()
+    assert panel.filter.value == "w.a" and "w.a" in panel.filter.options
+    admin.publish("w.new", json.dumps({"i": 99}))
+    wait_until(lambda: sub.stats.delivered == 26, 5, "the 26th message")
+    panel.refresh()
+    assert "w.new" in panel.filter.options and panel.filter.value == "w.a"
+    panel.filter.value = "(all channels)"
+    assert "{&quot;i&quot;:99}" in panel.table.value
 
 
 def test_untrusted_payloads_and_names_are_escaped(state, admin):

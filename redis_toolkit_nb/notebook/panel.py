@@ -82,7 +82,10 @@ class LivePanel:
         self.pause_button.on_click(self._on_pause)
         self.clear_button.on_click(lambda _: self._guard(self.sub.clear))
         self.stop_button.on_click(lambda _: self._guard(self.sub.stop))
-        self.filter.observe(lambda _: self._guard(self.refresh), names="value")
+        self._syncing = False
+        self.filter.observe(
+            lambda _: None if self._syncing else self._guard(self.refresh), names="value"
+        )
         self.error = W.HTML()
         controls = W.HBox([self.pause_button, self.clear_button, self.stop_button, self.filter])
         self.widget = W.VBox(
@@ -149,8 +152,19 @@ class LivePanel:
                 self.table.value = table
                 self.log.value = log
                 wanted = [ALL, *channels[:200]]
-                if list(self.filter.options) != wanted and self.filter.value in wanted:
-                    self.filter.options = wanted
+                if self.filter.value not in wanted:
+                    # Keep the selection listed (after Clear, say) so the menu stays live.
+                    wanted.append(self.filter.value)
+                if list(self.filter.options) != wanted:
+                    # A Dropdown resets its value when its options change: put it back, with
+                    # the observer muted (this is not the user choosing a channel).
+                    current = self.filter.value
+                    self._syncing = True
+                    try:
+                        self.filter.options = wanted
+                        self.filter.value = current
+                    finally:
+                        self._syncing = False
                 self.pause_button.description = "Resume" if stats.paused else "Pause"
                 self.pause_button.icon = "play" if stats.paused else "pause"
 
