@@ -8,7 +8,7 @@ import threading
 import redis
 
 from . import embedded
-from ._urls import mask_url
+from ._urls import mask_text, mask_url
 from .exceptions import ToolkitConnectionError
 from .options import RedisOptions
 
@@ -68,10 +68,12 @@ def describe(client: redis.Redis) -> str:
     return f"{kw.get('host', '?')}:{kw.get('port', '?')}/{kw.get('db', 0)}"
 
 
+def scrub(exc: BaseException | str, client: redis.Redis) -> str:
+    """The text of ``exc`` with the client's password masked (one place does this)."""
+    password = client.connection_pool.connection_kwargs.get("password")
+    return mask_text(str(exc), [str(password) if password else None])
+
+
 def connection_error(client: redis.Redis, exc: BaseException, doing: str) -> ToolkitConnectionError:
     """Wrap a redis-py connection failure with where it happened, secrets excluded."""
-    password = client.connection_pool.connection_kwargs.get("password")
-    text = str(exc)
-    if password:
-        text = text.replace(str(password), "***")
-    return ToolkitConnectionError(f"cannot {doing} at {describe(client)}: {text}")
+    return ToolkitConnectionError(f"cannot {doing} at {describe(client)}: {scrub(exc, client)}")

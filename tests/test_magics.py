@@ -13,6 +13,7 @@ from conftest import wait_until
 from IPython import get_ipython
 from IPython.core.error import UsageError
 from IPython.testing.globalipapp import start_ipython
+from traitlets import TraitError
 
 pd = pytest.importorskip("pandas")
 
@@ -260,6 +261,27 @@ def test_config_lists_the_traitlets(shell, capsys):
         assert sub.max_rows == 7 and sub.subscriber.buffer.maxlen == 7
     finally:
         shell.config.RtkMagics.pop("max_rows", None)  # the shell outlives this test
+
+
+def test_bad_settings_and_quotes_are_clear_errors(shell):
+    magics = shell.magics_manager.registry["RtkMagics"]
+    with pytest.raises(TraitError, match="refresh_interval must be > 0"):
+        magics.refresh_interval = 0
+    assert magics.refresh_interval > 0  # the bad value was never taken
+    with pytest.raises(UsageError, match="%rtk_connect: No closing quotation"):
+        run(shell, '%rtk_connect "redis://x')
+
+
+def test_rerunning_rtk_panel_replaces_the_dashboard(shell):
+    from redis_toolkit_nb.notebook.refresher import REFRESHER
+
+    first = run(shell, "%rtk panel")
+    second = run(shell, "%rtk panel")
+    try:
+        assert second is not first
+        assert first not in REFRESHER.views and second in REFRESHER.views
+    finally:
+        second.close()
 
 
 def test_unload_and_reload_stop_every_subscription(ip, server, monkeypatch, admin):

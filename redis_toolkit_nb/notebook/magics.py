@@ -20,9 +20,11 @@ from IPython.core.magic import (
     magics_class,
     no_var_expand,
 )
-from traitlets import Bool, Float, Int, Unicode, observe
+from traitlets import Bool, Float, Int, TraitError, Unicode, observe, validate
 
 from .. import ToolkitError
+from .._urls import mask_url
+from ..connection import scrub
 from . import parsing
 from .publishing import publish_repeated
 from .refresher import REFRESHER
@@ -41,15 +43,10 @@ def _usage_errors(method: Callable[..., Any]) -> Callable[..., Any]:
             raise UsageError(str(exc)) from None
         except redis.RedisError as exc:
             url = self.state.url or "Redis"
-            raise UsageError(f"{type(exc).__name__} from {_mask(url)}: {exc}") from None
+            text = scrub(exc, self.state._toolkit.client) if self.state._toolkit else str(exc)
+            raise UsageError(f"{type(exc).__name__} from {mask_url(url)}: {text}") from None
 
     return wrapper
-
-
-def _mask(url: str) -> str:
-    from .._urls import mask_url
-
-    return mask_url(url)
 
 
 @magics_class
@@ -80,12 +77,17 @@ class RtkMagics(Magics):
         super().__init__(shell, **kwargs)
         namespace = shell.user_ns if shell is not None else {}
         self.state = NotebookState(namespace, default_url=lambda: self.default_url)
+        self.dashboard: Any = None  # the latest %rtk panel
         REFRESHER.interval = self.refresh_interval
+
+    @validate("refresh_interval")
+    def _check_interval(self, proposal: dict[str, Any]) -> float:
+        if proposal["value"] <= 0:
+            raise TraitError(f"RtkMagics.refresh_interval must be > 0, not {proposal['value']}")
+        return proposal["value"]
 
     @observe("refresh_interval")
     def _interval_changed(self, change: dict[str, Any]) -> None:
-        if change["new"] <= 0:
-            raise UsageError("RtkMagics.refresh_interval must be > 0")
         REFRESHER.interval = change["new"]
 
     def _ensure_connected(self) -> None:
@@ -100,7 +102,10 @@ class RtkMagics(Magics):
     @_usage_errors
     def rtk_connect(self, line: str) -> None:
         """%rtk_connect [URL] — (re)connect; show the masked URL, server name and version."""
-        args = shlex.split(line)
+        try:
+            args = shlex.split(line)
+        except ValueError as exc:
+            raise UsageError(f"%rtk_connect: {exc}") from None
         if len(args) > 1:
             raise UsageError("usage: %rtk_connect [URL]")
         print(_describe(self.state.connect(args[0] if args else None)))
@@ -240,7 +245,12 @@ def _panel(m: RtkMagics, args: list[str]) -> Any:
     _no_args("panel", args)
     from .dashboard import Dashboard
 
-    return Dashboard(m.state, max_rows=m.max_rows, log_size=m.log_size)
+    # Re-running the cell replaces the dashboard (as it replaces a subscription): the old one
+    # stops being refreshed instead of adding work for good.
+    if m.dashboard is not None:
+        m.dashboard.close()
+    m.dashboard = Dashboard(m.state, max_rows=m.max_rows, log_size=m.log_size)
+    return m.dashboard
 
 
 SUBCOMMANDS: dict[str, Callable[[RtkMagics, list[str]], Any]] = {

@@ -13,7 +13,7 @@ import redis
 
 from .. import RedisToolkit, ToolkitConnectionError
 from .._urls import mask_url
-from ..connection import DEFAULT_URL, resolve_url
+from ..connection import DEFAULT_URL, resolve_url, scrub
 from .subscription import Subscription
 
 
@@ -96,11 +96,11 @@ class NotebookState:
             info = tk.client.info("server")
         except (redis.ConnectionError, redis.TimeoutError) as exc:
             raise ToolkitConnectionError(
-                f"cannot reach Redis at {tk.url}: {_clean(exc, tk)}"
+                f"cannot reach Redis at {tk.url}: {scrub(exc, tk.client)}"
             ) from None
         except redis.RedisError as exc:
             raise ToolkitConnectionError(
-                f"Redis at {tk.url} refused INFO: {_clean(exc, tk)}"
+                f"Redis at {tk.url} refused INFO: {scrub(exc, tk.client)}"
             ) from None
         server = str(info.get("server_name") or ("valkey" if "valkey_version" in info else "redis"))
         version = str(info.get("valkey_version") or info.get("redis_version") or "?")
@@ -170,9 +170,3 @@ class NotebookState:
             if self._toolkit is not None:
                 self._toolkit.close()
             self._toolkit = None
-
-
-def _clean(exc: BaseException, tk: RedisToolkit) -> str:
-    password = tk.client.connection_pool.connection_kwargs.get("password")
-    text = str(exc)
-    return text.replace(str(password), "***") if password else text
