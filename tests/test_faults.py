@@ -25,11 +25,22 @@ from redis_toolkit_nb import (
     Subscriber,
     SubscriptionError,
     ToolkitConnectionError,
+    active_subscribers,
 )
 from redis_toolkit_nb.embedded import free_port
 
 FAST = RedisOptions(subscriber_retry_delay=0.2, health_check_interval=0.5, connect_timeout=2)
 NAMES = ["fault:a", "fault:b", "fault:p:*", "fault:q:?"]
+
+
+@pytest.fixture(autouse=True)
+def _stop_what_a_failed_test_left():
+    """A fault test that fails half-way must not leave its subscribers running into the next
+    test: whatever it started and did not stop is stopped here (a finally for every test)."""
+    before = set(active_subscribers())
+    yield
+    for sub in set(active_subscribers()) - before:
+        sub.stop(timeout=1.0)
 
 
 class Recorder:
