@@ -107,10 +107,7 @@ class Subscriber:
     def start(self, channels: Iterable[str | bytes] = ()) -> Subscriber:
         """Start the threads, subscribe to ``channels``, and return once the server confirmed
         them (raise ``ToolkitConnectionError`` or ``SubscriptionError`` otherwise)."""
-        chans, pats = _split(channels)
-        for kind, names in ((CHANNEL, chans), (PATTERN, pats)):
-            if names:
-                self._reader.request("sub", kind, names)
+        chans, pats = self._request("sub", channels)
         self._started_at = time.monotonic()
         with _registry_lock:
             _registry.add(self)
@@ -156,19 +153,23 @@ class Subscriber:
     # ---- subscriptions -----------------------------------------------------------------------
     def subscribe(self, *names: str | bytes, timeout: float | None = None) -> None:
         """Add channels or patterns without interrupting the others; returns when confirmed."""
-        chans, pats = _split(names)
-        for kind, group in ((CHANNEL, chans), (PATTERN, pats)):
-            if group:
-                self._reader.request("sub", kind, group)
+        chans, pats = self._request("sub", names)
         self._wait(chans, pats, subscribed=True, timeout=timeout)
 
     def unsubscribe(self, *names: str | bytes, timeout: float | None = None) -> None:
         """Remove channels or patterns; returns when the server confirmed."""
+        chans, pats = self._request("unsub", names)
+        self._wait(chans, pats, subscribed=False, timeout=timeout)
+
+    def _request(
+        self, action: str, names: Iterable[str | bytes]
+    ) -> tuple[list[bytes], list[bytes]]:
+        """Ask the reader to (un)subscribe ``names``, split into channels and patterns."""
         chans, pats = _split(names)
         for kind, group in ((CHANNEL, chans), (PATTERN, pats)):
             if group:
-                self._reader.request("unsub", kind, group)
-        self._wait(chans, pats, subscribed=False, timeout=timeout)
+                self._reader.request(action, kind, group)
+        return chans, pats
 
     def _wait(
         self,

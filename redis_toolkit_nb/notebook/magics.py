@@ -7,7 +7,6 @@ Run All stops) and makes one call into ``NotebookState``, ``Subscription`` or th
 from __future__ import annotations
 
 import functools
-import shlex
 from collections.abc import Callable
 from typing import Any
 
@@ -102,10 +101,7 @@ class RtkMagics(Magics):
     @_usage_errors
     def rtk_connect(self, line: str) -> None:
         """%rtk_connect [URL] — (re)connect; show the masked URL, server name and version."""
-        try:
-            args = shlex.split(line)
-        except ValueError as exc:
-            raise UsageError(f"%rtk_connect: {exc}") from None
+        args = parsing.split_line(line, "%rtk_connect")
         if len(args) > 1:
             raise UsageError("usage: %rtk_connect [URL]")
         print(_describe(self.state.connect(args[0] if args else None)))
@@ -148,10 +144,7 @@ class RtkMagics(Magics):
         subscription is bound to NAME (default ``sub_<channel>``); re-running the cell
         replaces it.
         """
-        try:
-            tokens = shlex.split(line)
-        except ValueError as exc:
-            raise UsageError(f"%%rtk_subscribe: {exc}") from None
+        tokens = parsing.split_line(line, "%%rtk_subscribe")
         args = parsing.subscribe_parser().parse_args(tokens)
         body = None
         if cell and cell.strip():
@@ -178,10 +171,7 @@ class RtkMagics(Magics):
     @_usage_errors
     def rtk(self, line: str) -> Any:
         """%rtk channels [PATTERN] | numsub CHANNEL... | numpat | subs | stop NAME|--all | panel"""
-        try:
-            tokens = shlex.split(line)
-        except ValueError as exc:
-            raise UsageError(f"%rtk: {exc}") from None
+        tokens = parsing.split_line(line, "%rtk")
         if not tokens or tokens[0] not in SUBCOMMANDS:
             raise UsageError(f"usage: %rtk {{{'|'.join(SUBCOMMANDS)}}} ...")
         return SUBCOMMANDS[tokens[0]](self, tokens[1:])

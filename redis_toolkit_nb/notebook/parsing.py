@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import re
+import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -28,6 +29,14 @@ class MagicParser(argparse.ArgumentParser):
 
     def exit(self, status: int = 0, message: str | None = None):  # noqa: ANN201
         raise UsageError(message or f"{self.prog}: invalid arguments")
+
+
+def split_line(line: str, magic: str) -> list[str]:
+    """Split a magic's line like a shell would; an unbalanced quote is a ``UsageError``."""
+    try:
+        return shlex.split(line)
+    except ValueError as exc:
+        raise UsageError(f"{magic}: {exc}") from None
 
 
 def _positive_int(text: str) -> int:
