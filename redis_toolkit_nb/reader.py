@@ -89,13 +89,14 @@ def pack(*args: bytes) -> bytes:
 
 
 class _Inflight:
-    __slots__ = ("kind", "names", "remaining", "resubscribe")
+    """A command sent whose replies are still due (``kind``: "ping" or "sub:channel"...)."""
 
-    def __init__(self, kind: str, names: list[bytes], remaining: int, resubscribe: bool) -> None:
+    __slots__ = ("kind", "names", "remaining")
+
+    def __init__(self, kind: str, names: list[bytes], remaining: int) -> None:
         self.kind = kind
         self.names = names
         self.remaining = remaining
-        self.resubscribe = resubscribe
 
 
 class Reader:
@@ -415,7 +416,7 @@ class Reader:
                     if now - last_rx >= self._hc:
                         if not ping_sent:
                             ping_sent = now
-                            self._send(pack(b"PING"), _Inflight("ping", [], 1, False))
+                            self._send(pack(b"PING"), _Inflight("ping", [], 1))
                         elif now - ping_sent >= self._hc:
                             raise LinkDead(f"no reply to PING for {self._hc:g} s")
                     if self._refused_waiting() and now >= retry_at:
@@ -465,7 +466,7 @@ class Reader:
             if not names:
                 continue
             verb = _SUB[kind] if action == "sub" else _UNSUB[kind]
-            self._send(pack(verb, *names), _Inflight(f"{action}:{kind}", names, len(names), False))
+            self._send(pack(verb, *names), _Inflight(f"{action}:{kind}", names, len(names)))
 
     def _send(self, data: bytes, inflight: _Inflight) -> None:
         sock = self._sock
@@ -476,9 +477,8 @@ class Reader:
         while view:
             try:
                 sent = sock.send(view)
-            except (BlockingIOError, InterruptedError) as exc:
+            except (BlockingIOError, InterruptedError):
                 sent = 0
-                del exc
             except OSError as exc:
                 if exc.__class__.__name__ != "SSLWantWriteError":
                     raise
