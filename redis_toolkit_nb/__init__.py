@@ -7,8 +7,14 @@ notebook layer lives in ``redis_toolkit_nb.notebook`` and is loaded by
 
 from __future__ import annotations
 
-from .buffer import Message, MessageBuffer
-from .codec import decode, encode
+from ._buffer import Message, MessageBuffer
+from ._codec import decode, encode
+from ._connection import DEFAULT_URL, resolve_url
+from ._options import RedisOptions
+from ._stats import SubscriberStats
+from ._subscriber import Subscriber, active_subscribers
+from ._toolkit import RedisToolkit
+from ._urls import mask_url
 from .embedded import RedisServer
 from .exceptions import (
     EmbeddedServerError,
@@ -20,14 +26,11 @@ from .exceptions import (
     ToolkitConnectionError,
     ToolkitError,
 )
-from .options import RedisOptions
-from .stats import SubscriberStats
-from .subscriber import Subscriber, active_subscribers
-from .toolkit import RedisToolkit
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "DEFAULT_URL",
     "EmbeddedServerError",
     "Message",
     "MessageBuffer",
@@ -48,6 +51,8 @@ __all__ = [
     "decode",
     "encode",
     "load_ipython_extension",
+    "mask_url",
+    "resolve_url",
     "unload_ipython_extension",
 ]
 

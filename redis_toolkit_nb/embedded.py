@@ -257,7 +257,7 @@ _default_lock = threading.Lock()
 def _stop_at_exit(server: RedisServer) -> None:
     # atexit runs last-registered first, so this would run before the subscribers are
     # stopped: stop them first, or each one logs a lost connection on the way out.
-    from .subscriber import _stop_all
+    from ._subscriber import _stop_all
 
     _stop_all()
     server.cleanup()

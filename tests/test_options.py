@@ -8,7 +8,7 @@ import pytest
 from conftest import wait_until
 
 from redis_toolkit_nb import MessageTooLargeError, OptionsError, RedisOptions, RedisToolkit
-from redis_toolkit_nb.options import PUBSUB_HARD_LIMIT
+from redis_toolkit_nb._options import PUBSUB_HARD_LIMIT
 
 
 def test_guide_fields_and_defaults():

@@ -60,7 +60,7 @@ def test_import_loads_no_notebook_machinery():
         import sys
         import redis_toolkit_nb
         from redis_toolkit_nb import *  # noqa
-        import redis_toolkit_nb.codec, redis_toolkit_nb.reader, redis_toolkit_nb.dispatch
+        import redis_toolkit_nb._codec, redis_toolkit_nb._reader, redis_toolkit_nb._dispatch
         heavy = sorted(
             m for m in sys.modules
             if m.split(".")[0] in {"IPython", "ipywidgets", "pandas", "ipykernel", "numpy"}

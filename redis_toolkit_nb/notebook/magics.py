@@ -21,9 +21,7 @@ from IPython.core.magic import (
 )
 from traitlets import Bool, Float, Int, TraitError, Unicode, observe, validate
 
-from .. import ToolkitError
-from .._urls import mask_url
-from ..connection import scrub
+from .. import ToolkitError, mask_url
 from . import parsing
 from .publishing import publish_repeated
 from .refresher import REFRESHER
@@ -42,7 +40,7 @@ def _usage_errors(method: Callable[..., Any]) -> Callable[..., Any]:
             raise UsageError(str(exc)) from None
         except redis.RedisError as exc:
             url = self.state.url or "Redis"
-            text = scrub(exc, self.state._toolkit.client) if self.state._toolkit else str(exc)
+            text = self.state._toolkit.scrub(exc) if self.state._toolkit else str(exc)
             raise UsageError(f"{type(exc).__name__} from {mask_url(url)}: {text}") from None
 
     return wrapper

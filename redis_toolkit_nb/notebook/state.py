@@ -11,9 +11,7 @@ from typing import Any
 
 import redis
 
-from .. import RedisToolkit, ToolkitConnectionError
-from .._urls import mask_url
-from ..connection import DEFAULT_URL, resolve_url, scrub
+from .. import DEFAULT_URL, RedisToolkit, ToolkitConnectionError, mask_url, resolve_url
 from .subscription import Subscription
 
 
@@ -96,11 +94,11 @@ class NotebookState:
             info = tk.client.info("server")
         except (redis.ConnectionError, redis.TimeoutError) as exc:
             raise ToolkitConnectionError(
-                f"cannot reach Redis at {tk.url}: {scrub(exc, tk.client)}"
+                f"cannot reach Redis at {tk.url}: {tk.scrub(exc)}"
             ) from None
         except redis.RedisError as exc:
             raise ToolkitConnectionError(
-                f"Redis at {tk.url} refused INFO: {scrub(exc, tk.client)}"
+                f"Redis at {tk.url} refused INFO: {tk.scrub(exc)}"
             ) from None
         server = str(info.get("server_name") or ("valkey" if "valkey_version" in info else "redis"))
         version = str(info.get("valkey_version") or info.get("redis_version") or "?")

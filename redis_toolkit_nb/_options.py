@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, fields
 
-from .codec import DECODE_MODES
+from ._codec import DECODE_MODES
 from .exceptions import OptionsError
 
 OVERFLOW_POLICIES = ("drop_oldest", "drop_newest", "block")

@@ -15,8 +15,8 @@ import hiredis
 import orjson
 import redis
 
-from . import codec
-from .connection import connection_error
+from . import _codec as codec
+from ._connection import connection_error
 from .exceptions import MessageTooLargeError, PublishError, SerializationError
 
 #: Commands packed into one write by ``publish_many``.

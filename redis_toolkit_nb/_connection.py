@@ -8,9 +8,9 @@ import threading
 import redis
 
 from . import embedded
+from ._options import RedisOptions
 from ._urls import mask_text, mask_url
 from .exceptions import ToolkitConnectionError
-from .options import RedisOptions
 
 DEFAULT_URL = "redis://localhost:6379/0"
 DEFAULT_HOST, DEFAULT_PORT = "localhost", 6379

@@ -8,13 +8,14 @@ from typing import Any
 
 import redis
 
-from . import codec, publisher
+from . import _codec as codec
+from . import _publish as publisher
+from ._connection import connection_error, describe, make_client, resolve_url, scrub
+from ._options import RedisOptions
+from ._stats import SubscriberStats
+from ._subscriber import Subscriber
 from ._urls import mask_url
-from .connection import connection_error, describe, make_client, resolve_url
 from .exceptions import ToolkitError
-from .options import RedisOptions
-from .stats import SubscriberStats
-from .subscriber import Subscriber
 
 logger = logging.getLogger("redis_toolkit_nb")
 _handler_installed = False
@@ -134,6 +135,10 @@ class RedisToolkit:
     def url(self) -> str:
         """Where this toolkit connects, password masked."""
         return mask_url(self._url) if self._url else f"redis://{describe(self.client)}"
+
+    def scrub(self, error: BaseException | str) -> str:
+        """The text of ``error`` with this toolkit's password masked (for messages)."""
+        return scrub(error, self.client)
 
     def ping(self) -> bool:
         try:

@@ -16,10 +16,10 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from . import codec
+from . import _codec as codec
+from ._buffer import MessageBuffer
+from ._options import RedisOptions
 from ._ratelimit import RateLimitedLog
-from .buffer import MessageBuffer
-from .options import RedisOptions
 
 logger = logging.getLogger("redis_toolkit_nb")
 

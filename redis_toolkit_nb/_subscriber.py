@@ -17,12 +17,12 @@ from typing import Any
 
 import redis
 
-from .buffer import MessageBuffer
-from .dispatch import Dispatcher, Handler
+from ._buffer import MessageBuffer
+from ._dispatch import Dispatcher, Handler
+from ._options import RedisOptions
+from ._reader import CHANNEL, PATTERN, Reader, is_pattern, to_bytes
+from ._stats import SubscriberStats
 from .exceptions import SubscriptionError, ToolkitConnectionError
-from .options import RedisOptions
-from .reader import CHANNEL, PATTERN, Reader, is_pattern, to_bytes
-from .stats import SubscriberStats
 
 logger = logging.getLogger("redis_toolkit_nb")
 
