@@ -19,7 +19,8 @@ from pathlib import Path
 import pytest
 from conftest import wait_until
 
-from redis_toolkit_nb import RedisToolkit, ToolkitConnectionError, connection, embedded
+from redis_toolkit_nb import RedisToolkit, ToolkitConnectionError, embedded
+from redis_toolkit_nb import _connection as connection
 from redis_toolkit_nb.embedded import bundled_binary, free_port
 
 
@@ -81,7 +82,7 @@ def test_unreachable_redis_url_env_is_an_error_not_a_fallback(nothing_at_default
 SCRIPT = textwrap.dedent(
     """
     import time
-    from redis_toolkit_nb import connection, embedded
+    from redis_toolkit_nb import _connection as connection, embedded
     from redis_toolkit_nb.embedded import free_port
 
     connection.DEFAULT_PORT = free_port()  # "nothing at the default address"
