@@ -4,11 +4,19 @@ The reader thread only reads and parses; it hands batches of parsed messages to 
 and never waits for the handler (except under the ``"block"`` policy, by choice). The
 dispatcher thread decodes each payload, keeps it in the buffer, counts it per channel and
 calls the handler. Order is preserved: one thread, first in first out.
+
+Once ``stop()`` has returned, or was called from inside the handler, no user callback is
+called again: every call is preceded by a check of ``_halted``, and ``stop()`` returns only
+when the thread is past such a check (see ``_halt``). What was not delivered is counted in
+``dropped``. A handler that raises ``SystemExit`` or ``KeyboardInterrupt`` (any exception
+that is not an ``Exception``) stops the subscriber visibly: counted as a handler error,
+logged, ``last_error`` set and ``running`` False (``on_fatal``).
 """
 
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 import time
 import traceback
@@ -28,6 +36,8 @@ Batch = list  # of hiredis replies: [b"message", ch, payload] or [b"pmessage", p
 
 # Names are decoded once and remembered; the cache is reset if it ever grows this large.
 _NAME_CACHE_LIMIT = 10_000
+# Seconds stop() waits, after the deadline, to see the thread past a halt check.
+_HALT_GRACE = 1.0
 
 
 class HandlerFailure(tuple):
@@ -47,8 +57,12 @@ class Dispatcher:
         options: RedisOptions,
         name: str,
         on_message: Callable[[tuple[float, str, str | None, Any, int]], Any] | None = None,
+        awaiting: Callable[[], bool] = lambda: False,
+        on_fatal: Callable[[BaseException], Any] = lambda exc: None,
     ) -> None:
         self._handler = handler
+        self._awaiting = awaiting
+        self._on_fatal = on_fatal
         self._on_message = on_message
         self._buffer = buffer
         self._mode = options.decode
@@ -60,6 +74,10 @@ class Dispatcher:
         self._idle = True
         self._stopping = False
         self._closed = False
+        #: No user callback is called once this is True.
+        self._halted = False
+        #: The exception (not an ``Exception``) a handler raised that stopped the subscriber.
+        self.fatal: BaseException | None = None
         self._deadline = 0.0
         self._names: dict[bytes, str | bytes] = {}
         self.paused = False
@@ -87,8 +105,10 @@ class Dispatcher:
     def start(self) -> None:
         self._thread.start()
 
-    def put(self, batch: Batch, received_at: float) -> None:
-        """Queue a batch; apply the overflow policy when the queue is full."""
+    def put(self, batch: Batch, received_at: float, force: bool = False) -> None:
+        """Queue a batch; apply the overflow policy when the queue is full, unless ``force``
+        (the reader parsed ahead to find a subscription's confirmation: these messages are
+        queued beyond ``queue_size`` rather than dropped)."""
         n = len(batch)
         with self._cv:
             self.received += n
@@ -97,9 +117,15 @@ class Dispatcher:
                 self.dropped += n
                 return
             room = self._max - self.pending
-            if n > room:
+            if n > room and not force:
                 if self._policy == "block":
-                    while self._max - self.pending < n and self.pending and not self._stopping:
+                    # A confirmation awaited behind this batch lets it in (see ``force``).
+                    while (
+                        self._max - self.pending < n
+                        and self.pending
+                        and not self._stopping
+                        and not self._awaiting()
+                    ):
                         self._cv.wait(0.1)
                 elif self._policy == "drop_newest":
                     self._drop(n - max(room, 0), "newest")
@@ -170,13 +196,18 @@ class Dispatcher:
             self._cv.notify_all()
 
     def stop(self, timeout: float) -> bool:
-        """Deliver what is queued for up to ``timeout`` seconds, then stop; True if joined."""
+        """Deliver what is queued for up to ``timeout`` seconds, then stop: no user callback is
+        called after this returns. True if the thread ended (False: a handler was still
+        running; it is not called again once it returns)."""
         self.begin_stop(time.monotonic() + timeout)
-        # stop() from inside the handler (cleanup() in a handler): this thread ends by itself
-        # once the handler returns; nothing to join, nothing to warn about.
         own = self._thread is threading.current_thread()
-        if self._thread.is_alive() and not own:
-            self._thread.join(timeout + 0.5)
+        if own:
+            # stop() from inside the handler (cleanup() in a handler): nothing more is called;
+            # this thread ends by itself once the handler returns.
+            self._halted = True
+        elif self._thread.is_alive():
+            self._thread.join(timeout)
+            self._halt()
         with self._cv:
             self._closed = True
             left = self.pending
@@ -190,6 +221,23 @@ class Dispatcher:
                     left,
                 )
         return own or not self._thread.is_alive()
+
+    def _halt(self) -> None:
+        """Forbid further callbacks, and return only once the thread cannot be between its
+        last check of ``_halted`` and the call that follows: it has ended, or it is seen
+        anywhere but in ``_process`` itself (in a callback, or a helper that comes before the
+        next check). No per-message cost: the thread's frame is looked at from here."""
+        self._halted = True
+        with self._cv:
+            self._cv.notify_all()
+        deadline = time.monotonic() + _HALT_GRACE
+        ident = self._thread.ident
+        unsafe = Dispatcher._process.__code__
+        while self._thread.is_alive() and time.monotonic() < deadline:
+            frame = sys._current_frames().get(ident) if ident is not None else None
+            if frame is None or frame.f_code is not unsafe:
+                return
+            time.sleep(0.001)
 
     def clear_counts(self) -> None:
         """Reset the per-channel and per-pattern counts and the recent failures."""
@@ -205,12 +253,12 @@ class Dispatcher:
         while True:
             with cv:
                 while not batches:
-                    if self._stopping:
+                    if self._stopping or self._halted:
                         return
                     self._idle = True
                     cv.wait()
                 self._idle = False
-                if self._stopping and time.monotonic() > self._deadline:
+                if self._halted:
                     return
                 received_at, batch = batches.popleft()
                 self.pending -= len(batch)
@@ -224,13 +272,19 @@ class Dispatcher:
                 skipped = 0
             with cv:
                 # Settled together, so a stats snapshot never sees a batch twice or not at all.
+                # What a stop or a fatal handler error left unprocessed is dropped.
                 self.delivered += delivered
                 self.decode_errors += failed
                 self.skipped += skipped
+                self.dropped += len(batch) - delivered - failed - skipped
                 self.in_progress = 0
+            if self.fatal is not None:
+                self._on_fatal(self.fatal)
+                return
 
     def _process(self, batch: Batch, t: float) -> tuple[int, int]:
-        """Decode, buffer and hand every message to the handler; (delivered, decode errors)."""
+        """Decode, buffer and hand every message to the handler; (delivered, decode errors).
+        Stops early once halted: the rest of the batch is neither."""
         names = self._names
         mode = self._mode
         loads = codec._loads
@@ -274,6 +328,9 @@ class Dispatcher:
                     else:
                         data = codec.decode_fallback(payload)
                         self.raw_payloads += 1
+            # Every user callback follows a check, with no other call in between (_halt).
+            if self._halted:
+                break
             delivered += 1
             by_channel[channel] = by_channel.get(channel, 0) + 1
             if buffer_append is not None or on_message is not None:
@@ -287,13 +344,29 @@ class Dispatcher:
                     except Exception as exc:  # noqa: BLE001 - isolate the user's code
                         broke = True
                         self._handler_failed(t, channel, data, exc)
+                    except BaseException as exc:  # SystemExit, KeyboardInterrupt: stop
+                        self._handler_failed(t, channel, data, exc)
+                        self._stop_on(exc)
+                        break
+                    if self._halted:
+                        break
             if handler is not None:
                 try:
                     handler(channel, data)
                 except Exception as exc:  # noqa: BLE001 - isolate the user's code
                     # One message counts once, even if both of its callbacks raised.
                     self._handler_failed(t, channel, data, exc, count=not broke)
+                except BaseException as exc:  # SystemExit, KeyboardInterrupt: stop
+                    self._handler_failed(t, channel, data, exc, count=not broke)
+                    self._stop_on(exc)
+                    break
         return delivered, failed
+
+    def _stop_on(self, exc: BaseException) -> None:
+        """A handler raised an exception that is not an ``Exception``: deliver nothing more
+        and let the subscriber stop itself (``on_fatal``, once this batch is settled)."""
+        self._halted = True
+        self.fatal = exc
 
     def _name(self, raw: bytes) -> str | bytes:
         try:
@@ -306,7 +379,7 @@ class Dispatcher:
         return name
 
     def _handler_failed(
-        self, t: float, channel: Any, data: Any, exc: Exception, count: bool = True
+        self, t: float, channel: Any, data: Any, exc: BaseException, count: bool = True
     ) -> None:
         if count:
             self.handler_errors += 1
@@ -314,9 +387,10 @@ class Dispatcher:
         self.failures.append(HandlerFailure((t, channel, data, exc, tb)))
         self._error_log.emit(
             "message handler raised on channel %r (%d handler errors so far; the subscriber "
-            "keeps running):\n%s",
+            "%s):\n%s",
             channel,
             self.handler_errors,
+            "keeps running" if isinstance(exc, Exception) else "stops",
             tb.rstrip(),
         )
 

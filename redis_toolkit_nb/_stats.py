@@ -35,11 +35,15 @@ class SubscriberStats:
     #: Bytes read from the server but not parsed yet (a burst waits here, compactly, while
     #: the handler queue is full; not yet counted in ``received``).
     unparsed_bytes: int = 0
+    #: Messages cut short because the link ended in their middle (a server cut-off, a reset):
+    #: lost in transit, never received, so not in ``received``.
+    truncated: int = 0
     #: Times the connection was lost.
     disconnects: int = 0
     #: Times the connection was re-established (and every subscription restored).
     reconnects: int = 0
-    #: Whether the subscriber is connected right now.
+    #: Whether the subscriber is connected right now *and* every subscription is confirmed on
+    #: that connection: False from a loss until the restored subscriptions are confirmed.
     connected: bool = False
     #: Whether delivery is paused.
     paused: bool = False

@@ -22,7 +22,8 @@ from ._dispatch import Dispatcher, Handler
 from ._options import RedisOptions
 from ._reader import CHANNEL, PATTERN, Reader, is_pattern, to_bytes
 from ._stats import SubscriberStats
-from .exceptions import SubscriptionError, ToolkitConnectionError
+from ._subscriptions import text as _text
+from .exceptions import SubscriptionError
 
 logger = logging.getLogger("redis_toolkit_nb")
 
@@ -57,10 +58,6 @@ def _split(names: Iterable[str | bytes]) -> tuple[list[bytes], list[bytes]]:
     return channels, patterns
 
 
-def _text(name: bytes) -> str:
-    return name.decode("utf-8", "backslashreplace")
-
-
 class Subscriber:
     """Receives messages on a background thread and hands them to ``handler(channel, data)``.
 
@@ -88,6 +85,8 @@ class Subscriber:
             options=self.options,
             name=self.name,
             on_message=on_message,
+            awaiting=lambda: self._reader.subs.awaiting,
+            on_fatal=self._fatal,
         )
         self._reader = Reader(
             client,
@@ -168,7 +167,7 @@ class Subscriber:
         chans, pats = _split(names)
         for kind, group in ((CHANNEL, chans), (PATTERN, pats)):
             if group:
-                self._reader.request(action, kind, group)
+                self._reader.subs.request(action, kind, group)
         return chans, pats
 
     def _wait(
@@ -180,55 +179,27 @@ class Subscriber:
         first: bool = False,
         timeout: float | None = None,
     ) -> None:
-        reader = self._reader
-        timeout = self.options.subscribe_timeout if timeout is None else timeout
-        deadline = time.monotonic() + timeout
-        wanted = [(CHANNEL, n) for n in chans] + [(PATTERN, n) for n in pats]
-        with reader.cv:
-            while True:
-                refused = {n: reader.refused[n] for _, n in wanted if n in reader.refused}
-                if refused:
-                    # Only the refused names are given up; the others stay subscribed.
-                    for kind, n in wanted:
-                        if n in refused:
-                            reader.wanted[kind].pop(n, None)
-                            reader.refused.pop(n, None)
-                    names = ", ".join(_text(n) for n in refused)
-                    kept = [_text(n) for _, n in wanted if n not in refused]
-                    also = f"; {', '.join(kept)} subscribed nonetheless" if kept else ""
-                    raise SubscriptionError(
-                        f"the server refused to subscribe {names}: "
-                        f"{next(iter(refused.values()))}{also}"
-                    )
-                done = all((n in reader.confirmed[k]) == subscribed for k, n in wanted)
-                if done and (reader.connected or not subscribed):
-                    return
-                if first and not reader.ever_connected and reader.last_error:
-                    raise ToolkitConnectionError(f"subscriber {self.name}: {reader.last_error}")
-                if self._stopped:
-                    raise SubscriptionError(f"subscriber {self.name} is stopped")
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    why = f" (last error: {reader.last_error})" if reader.last_error else ""
-                    if reader.backlog_bytes:
-                        why += (
-                            f" (the confirmation may wait behind {reader.backlog_bytes} unparsed "
-                            "bytes of messages for a busy handler)"
-                        )
-                    if subscribed and not first:
-                        # Undo, so a late confirmation does not leave a subscription the
-                        # caller was told failed.
-                        for kind, n in wanted:
-                            if n not in reader.confirmed[kind]:
-                                reader.wanted[kind].pop(n, None)
-                                reader._outbox.append(("unsub", kind, [n]))
-                        reader._wake()
-                    raise SubscriptionError(
-                        f"subscriber {self.name}: the server did not confirm "
-                        f"{'subscribing' if subscribed else 'unsubscribing'} "
-                        f"{', '.join(_text(n) for _, n in wanted)} within {timeout:g} s{why}"
-                    )
-                reader.cv.wait(min(left, 0.5))
+        self._reader.subs.wait(
+            [(CHANNEL, n) for n in chans] + [(PATTERN, n) for n in pats],
+            subscribed=subscribed,
+            timeout=self.options.subscribe_timeout if timeout is None else timeout,
+            first=first,
+            stopped=lambda: self._stopped,
+            backlog=lambda: self._reader.backlog_bytes,
+        )
+
+    def _fatal(self, exc: BaseException) -> None:
+        """The handler raised SystemExit, KeyboardInterrupt or another non-``Exception``:
+        the subscriber stops, and says so (``running`` False, ``last_error``, an ERROR line)."""
+        what = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        self._reader.subs.set_error(f"stopped: the message handler raised {what}")
+        logger.error(
+            "subscriber %s stopped: the message handler raised %s (not an Exception, so it "
+            "is taken as a request to stop; messages not delivered are counted as dropped)",
+            self.name,
+            what,
+        )
+        self.stop(timeout=1.0)
 
     # ---- control and figures -----------------------------------------------------------------
     def pause(self) -> None:
@@ -252,20 +223,17 @@ class Subscriber:
     @property
     def channels(self) -> list[str]:
         """Confirmed channel subscriptions."""
-        with self._reader.cv:
-            return sorted(_text(n) for n in self._reader.confirmed[CHANNEL])
+        return self._reader.subs.confirmed_names(CHANNEL)
 
     @property
     def patterns(self) -> list[str]:
         """Confirmed pattern subscriptions."""
-        with self._reader.cv:
-            return sorted(_text(n) for n in self._reader.confirmed[PATTERN])
+        return self._reader.subs.confirmed_names(PATTERN)
 
     @property
     def names(self) -> list[str]:
         """Every channel and pattern asked for, confirmed or not."""
-        with self._reader.cv:
-            return [_text(n) for kind in (CHANNEL, PATTERN) for n in self._reader.wanted[kind]]
+        return self._reader.subs.names()
 
     @property
     def failures(self) -> list[tuple[float, Any, Any, Exception, str]]:
@@ -274,11 +242,11 @@ class Subscriber:
 
     @property
     def stats(self) -> SubscriberStats:
-        r, d = self._reader, self._dispatcher
-        with r.cv:
-            chans = tuple(sorted(_text(n) for n in r.confirmed[CHANNEL]))
-            pats = tuple(sorted(_text(n) for n in r.confirmed[PATTERN]))
-            connected, last_error = r.connected, r.last_error
+        r, d, subs = self._reader, self._dispatcher, self._reader.subs
+        with subs.cv:
+            chans = tuple(sorted(_text(n) for n in subs.confirmed[CHANNEL]))
+            pats = tuple(sorted(_text(n) for n in subs.confirmed[PATTERN]))
+            connected, last_error = subs.connected, subs.last_error
         received, delivered, dropped, decode_errors, skipped, pending = d.counts()
         return SubscriberStats(
             received=received,
@@ -290,6 +258,7 @@ class Subscriber:
             skipped=skipped,
             pending=pending,
             unparsed_bytes=r.backlog_bytes,
+            truncated=r.truncated,
             disconnects=r.disconnects,
             reconnects=r.reconnects,
             connected=connected,
@@ -307,7 +276,7 @@ class Subscriber:
         state = (
             "stopped"
             if self._stopped
-            else ("connected" if self._reader.connected else "connecting")
+            else ("connected" if self._reader.subs.connected else "connecting")
         )
         s = self.stats
         return (

@@ -1,0 +1,343 @@
+"""The subscription state of one subscriber connection, kept apart from any I/O.
+
+``Subscriptions`` is what the user asked for (``wanted``), what the server acknowledged on
+the current connection (``confirmed``), what it refused (``refused``, an ACL ``NOPERM``),
+and the commands sent whose replies are still due (in flight, in order). The reader thread
+feeds it the server's control replies; other threads ask for changes and wait for them. It
+never touches a socket, so a test drives it with plain values (see tests/test_subscriptions.py).
+
+``connected`` is True only while the link is up *and* every subscription asked for before
+the link came up was answered again: from the loss of a connection until the restored
+subscriptions are confirmed, it is False.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from ._ratelimit import RateLimitedLog
+from ._urls import mask_text
+from .exceptions import SubscriptionError, ToolkitConnectionError
+
+logger = logging.getLogger("redis_toolkit_nb")
+
+CHANNEL, PATTERN = "channel", "pattern"
+KINDS = (CHANNEL, PATTERN)
+_SUB = {CHANNEL: b"SUBSCRIBE", PATTERN: b"PSUBSCRIBE"}
+_UNSUB = {CHANNEL: b"UNSUBSCRIBE", PATTERN: b"PUNSUBSCRIBE"}
+# Confirmation replies: (kind, subscribed?) by their first element.
+_CONFIRMS = {
+    b"subscribe": (CHANNEL, True),
+    b"psubscribe": (PATTERN, True),
+    b"unsubscribe": (CHANNEL, False),
+    b"punsubscribe": (PATTERN, False),
+}
+
+
+class ReplyError(Exception):
+    """An error reply from the server (hiredis builds these)."""
+
+
+def pack(*args: bytes) -> bytes:
+    """One command in RESP."""
+    out = [b"*%d\r\n" % len(args)]
+    for arg in args:
+        out.append(b"$%d\r\n%s\r\n" % (len(arg), arg))
+    return b"".join(out)
+
+
+def text(name: bytes) -> str:
+    """A name for messages and figures (never fails on non-UTF-8 bytes)."""
+    return name.decode("utf-8", "backslashreplace")
+
+
+class _Inflight:
+    """A command sent whose replies are still due: ``action`` "sub"/"unsub"/"ping"."""
+
+    __slots__ = ("action", "kind", "names", "remaining", "restore")
+
+    def __init__(
+        self, action: str, kind: str, names: list[bytes], remaining: int, restore: bool
+    ) -> None:
+        self.action = action
+        self.kind = kind
+        self.names = names
+        self.remaining = remaining
+        #: Sent to restore subscriptions after (re)connecting: ``connected`` waits for it.
+        self.restore = restore
+
+
+class Subscriptions:
+    """Wanted / confirmed / refused / in flight, under one condition variable (``cv``)."""
+
+    def __init__(
+        self,
+        name: str,
+        retry_delay: float,
+        secrets: list[str | None],
+        wake: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.name = name
+        #: Called (with ``cv`` held) whenever a command is queued for the reader to write.
+        self._wake = wake
+        self.cv = threading.Condition()
+        self.wanted: dict[str, dict[bytes, None]] = {CHANNEL: {}, PATTERN: {}}
+        self.confirmed: dict[str, set[bytes]] = {CHANNEL: set(), PATTERN: set()}
+        self.refused: dict[bytes, str] = {}
+        self._outbox: deque[_Inflight] = deque()
+        self._inflight: deque[_Inflight] = deque()
+        self._restoring = 0
+        self._secrets = secrets
+        self._retry_delay = retry_delay
+        #: The socket is open (``connected`` also waits for the restored subscriptions).
+        self.link_up = False
+        self.ever_connected = False
+        self.last_error: str | None = None
+        # A refusal is retried every retry_delay; say so loudly, but not every time.
+        self._refusal_log = RateLimitedLog(logger, logging.ERROR, period=60.0, burst=3)
+
+    # ---- what the user asks for (any thread) -----------------------------------------------
+    def request(self, action: str, kind: str, names: list[bytes]) -> None:
+        """Ask to (un)subscribe ``names`` (written at once, or when the link comes up)."""
+        with self.cv:
+            wanted = self.wanted[kind]
+            for name in names:
+                self.refused.pop(name, None)
+                if action == "sub":
+                    wanted[name] = None
+                else:
+                    wanted.pop(name, None)
+            if self.link_up and names:
+                self._outbox.append(_Inflight(action, kind, names, len(names), False))
+                self._wake()
+
+    @property
+    def connected(self) -> bool:
+        return self.link_up and not self._restoring
+
+    @property
+    def has_commands(self) -> bool:
+        """Commands are queued for the reader to write."""
+        return bool(self._outbox)
+
+    @property
+    def awaiting(self) -> bool:
+        """A (un)subscribe is queued or unanswered: its reply must be found promptly, however
+        many messages wait before it."""
+        return bool(self._outbox) or any(c.action != "ping" for c in self._inflight)
+
+    def names(self) -> list[str]:
+        with self.cv:
+            return [text(n) for kind in KINDS for n in self.wanted[kind]]
+
+    def confirmed_names(self, kind: str) -> list[str]:
+        with self.cv:
+            return sorted(text(n) for n in self.confirmed[kind])
+
+    # ---- the link (reader thread) ----------------------------------------------------------
+    def opened(self) -> None:
+        """The link is up: queue every wanted subscription again (refused ones one by one,
+        so a forbidden name cannot keep the permitted ones out)."""
+        with self.cv:
+            self._outbox.clear()
+            self._inflight.clear()
+            self._restoring = 0
+            for kind in KINDS:
+                names = [n for n in self.wanted[kind] if n not in self.refused]
+                if names:
+                    self._queue_restore(kind, names)
+                for name in self.wanted[kind]:
+                    if name in self.refused:
+                        self._queue_restore(kind, [name])
+            self.link_up = True
+            self.ever_connected = True
+            self.cv.notify_all()
+
+    def _queue_restore(self, kind: str, names: list[bytes]) -> None:
+        self._outbox.append(_Inflight("sub", kind, names, len(names), True))
+        self._restoring += 1
+
+    def lost(self) -> None:
+        """The link is gone: nothing is confirmed any more and no reply is due."""
+        with self.cv:
+            self.link_up = False
+            self._restoring = 0
+            for kind in KINDS:
+                self.confirmed[kind].clear()
+            self._outbox.clear()
+            self._inflight.clear()
+            self.cv.notify_all()
+
+    def take(self) -> list[bytes]:
+        """The commands to write now, in order (each one is in flight from here on)."""
+        if not self._outbox:
+            return []
+        with self.cv:
+            commands = list(self._outbox)
+            self._outbox.clear()
+            self._inflight.extend(commands)
+        return [
+            pack(_SUB[c.kind] if c.action == "sub" else _UNSUB[c.kind], *c.names) for c in commands
+        ]
+
+    def ping(self) -> bytes:
+        """A PING to write now (its PONG is matched like any reply)."""
+        with self.cv:
+            self._inflight.append(_Inflight("ping", "", [], 1, False))
+        return pack(b"PING")
+
+    def on_replies(self, replies: list[Any]) -> None:
+        """Apply the server's non-message replies, in order: confirmations, PONGs, errors."""
+        with self.cv:
+            for reply in replies:
+                head = self._inflight[0] if self._inflight else None
+                if isinstance(reply, ReplyError):
+                    self._refusal(head, str(reply))
+                    continue
+                if isinstance(reply, list) and reply:
+                    confirm = _CONFIRMS.get(reply[0])
+                    if confirm is not None:
+                        self._confirm(*confirm, reply[1])
+                    elif reply[0] != b"pong":
+                        continue  # an unknown push: nothing to do
+                elif reply != b"PONG":
+                    continue
+                if head is not None:
+                    head.remaining -= 1
+                    if head.remaining <= 0:
+                        self._settle()
+            self.cv.notify_all()
+
+    def _settle(self) -> None:
+        head = self._inflight.popleft()
+        if head.restore:
+            self._restoring -= 1
+
+    def _confirm(self, kind: str, subscribed: bool, name: bytes | None) -> None:
+        if name is None:
+            return
+        if subscribed:
+            self.confirmed[kind].add(name)
+            self.refused.pop(name, None)
+        else:
+            self.confirmed[kind].discard(name)
+
+    def _refusal(self, head: _Inflight | None, reason: str) -> None:
+        reason = mask_text(reason, self._secrets)
+        if head is None:
+            self.last_error = f"server error: {reason}"
+            return
+        self._settle()
+        if head.action == "sub" and len(head.names) > 1:
+            # The server refuses a whole SUBSCRIBE when any one name is forbidden: ask again
+            # name by name at once, so the permitted ones are not kept out.
+            for name in head.names:
+                self._outbox.append(_Inflight("sub", head.kind, [name], 1, head.restore))
+                self._restoring += head.restore
+            return
+        names = ", ".join(text(n) for n in head.names)
+        for name in head.names:
+            self.refused[name] = reason
+        self.last_error = f"{head.action}:{head.kind} {names} refused: {reason}"
+        self._refusal_log.emit(
+            "subscriber %s: the server refused %s:%s %s: %s (will retry every %g s)",
+            self.name,
+            head.action,
+            head.kind,
+            names,
+            reason,
+            self._retry_delay,
+        )
+
+    def refused_waiting(self) -> bool:
+        return bool(self.refused) and self.link_up
+
+    def retry_refused(self) -> None:
+        """Queue every refused name again, one command each."""
+        with self.cv:
+            for kind in KINDS:
+                for name in self.wanted[kind]:
+                    if name in self.refused:
+                        self._outbox.append(_Inflight("sub", kind, [name], 1, False))
+        # The reader calls this itself and writes the commands right after: no wake needed.
+
+    def set_error(self, message: str) -> None:
+        with self.cv:
+            self.last_error = mask_text(message, self._secrets)
+            self.cv.notify_all()
+
+    # ---- waiting for the server (the caller's thread) --------------------------------------
+    def wait(
+        self,
+        wanted: list[tuple[str, bytes]],
+        *,
+        subscribed: bool,
+        timeout: float,
+        first: bool = False,
+        stopped: Callable[[], bool] = lambda: False,
+        backlog: Callable[[], int] = lambda: 0,
+    ) -> None:
+        """Wait until the server confirmed (``subscribed``) or released every ``(kind, name)``.
+
+        Raises ``SubscriptionError`` for a refusal (only the refused names are given up: the others
+        stay) or a timeout, ``ToolkitConnectionError`` when the first connection fails."""
+        deadline = time.monotonic() + timeout
+        with self.cv:
+            while True:
+                refused = {n: self.refused[n] for _, n in wanted if n in self.refused}
+                if refused:
+                    self._give_up(wanted, refused)
+                done = all((n in self.confirmed[k]) == subscribed for k, n in wanted)
+                if done and (self.connected or not subscribed):
+                    return
+                if first and not self.ever_connected and self.last_error:
+                    raise ToolkitConnectionError(f"subscriber {self.name}: {self.last_error}")
+                if stopped():
+                    raise SubscriptionError(f"subscriber {self.name} is stopped")
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    self._timed_out(wanted, subscribed, first, timeout, backlog())
+                self.cv.wait(min(left, 0.5))
+
+    def _give_up(self, wanted: list[tuple[str, bytes]], refused: dict[bytes, str]) -> None:
+        for kind, name in wanted:
+            if name in refused:
+                self.wanted[kind].pop(name, None)
+                self.refused.pop(name, None)
+        names = ", ".join(text(n) for n in refused)
+        kept = [text(n) for _, n in wanted if n not in refused]
+        also = f"; {', '.join(kept)} subscribed nonetheless" if kept else ""
+        raise SubscriptionError(
+            f"the server refused to subscribe {names}: {next(iter(refused.values()))}{also}"
+        )
+
+    def _timed_out(
+        self,
+        wanted: list[tuple[str, bytes]],
+        subscribed: bool,
+        first: bool,
+        timeout: float,
+        backlog: int,
+    ) -> None:
+        why = f" (last error: {self.last_error})" if self.last_error else ""
+        if backlog:
+            why += f" ({backlog} bytes of messages were waiting unparsed)"
+        if subscribed and not first:
+            # Undo, so a late confirmation does not leave a subscription the caller was told
+            # failed.
+            for kind, name in wanted:
+                if name not in self.confirmed[kind]:
+                    self.wanted[kind].pop(name, None)
+                    if self.link_up:
+                        self._outbox.append(_Inflight("unsub", kind, [name], 1, False))
+                        self._wake()
+        verb = "subscribing" if subscribed else "unsubscribing"
+        raise SubscriptionError(
+            f"subscriber {self.name}: the server did not confirm {verb} "
+            f"{', '.join(text(n) for _, n in wanted)} within {timeout:g} s{why}"
+        )
