@@ -1,6 +1,7 @@
 """A small TCP proxy for fault tests: put it between a client and a real server, then cut the
-link (``reset()``: both ends get a TCP RST) or make it go silent while staying open
-(``silence()``: bytes stop flowing both ways, no socket is closed).
+link (``reset()``: both ends get a TCP RST), cut it after exactly N more bytes from the server
+(``cut_after(n)``: in the middle of a reply), or freeze it while it stays open (``silence()``,
+also ``freeze()``: bytes stop flowing both ways, no socket is closed).
 """
 
 from __future__ import annotations
@@ -21,8 +22,13 @@ class TcpProxy:
         self._wake_r, self._wake_w = socket.socketpair()
         self._lock = threading.Lock()
         self._peer: dict[socket.socket, socket.socket] = {}
+        self._upstreams: set[socket.socket] = set()
         self._silent = False
         self._stopping = False
+        # Server-side socket -> bytes it may still forward before both ends are reset.
+        self._budget: dict[socket.socket, int] = {}
+        #: Bytes forwarded from servers to clients, in all.
+        self.downstream_bytes = 0
         #: Connections accepted so far, and connections ``reset()`` cut.
         self.accepted = 0
         self.resets = 0
@@ -47,6 +53,17 @@ class TcpProxy:
         self._silent = True
         self._wake()
 
+    freeze = silence
+
+    def cut_after(self, nbytes: int) -> None:
+        """Forward exactly ``nbytes`` more bytes from the server on every open connection,
+        then reset both ends (a link that ends in the middle of a reply)."""
+        with self._lock:
+            for sock in self._peer:
+                if sock in self._upstreams:
+                    self._budget[sock] = nbytes
+        self._wake()
+
     def resume(self) -> None:
         """Forward again (bytes held while silent flow on)."""
         self._silent = False
@@ -57,6 +74,8 @@ class TcpProxy:
         with self._lock:
             socks = list(self._peer)
             self._peer.clear()
+            self._upstreams.clear()
+            self._budget.clear()
         for sock in socks:
             _abort(sock)
         self.resets += len(socks) // 2
@@ -111,6 +130,7 @@ class TcpProxy:
         with self._lock:
             self._peer[client] = upstream
             self._peer[upstream] = client
+            self._upstreams.add(upstream)
             self.accepted += 1
 
     def _forward(self, sock: socket.socket) -> None:
@@ -118,10 +138,27 @@ class TcpProxy:
             peer = self._peer.get(sock)
         if peer is None:
             return
+        budget = self._budget.get(sock)
         try:
-            data = sock.recv(65536)
+            data = sock.recv(65536 if budget is None else max(1, min(65536, budget)))
             if data:
+                if budget is not None:
+                    data = data[:budget]
+                    self._budget[sock] = budget - len(data)
                 peer.sendall(data)
+                if sock in self._upstreams:
+                    self.downstream_bytes += len(data)
+                if budget is None or budget - len(data) > 0:
+                    return
+                # The budget is spent: cut both ends now, mid-stream.
+                with self._lock:
+                    self._peer.pop(sock, None)
+                    self._peer.pop(peer, None)
+                    self._budget.pop(sock, None)
+                    self._upstreams.discard(sock)
+                self.resets += 1
+                _abort(sock)
+                _abort(peer)
                 return
         except OSError:
             pass
@@ -129,6 +166,9 @@ class TcpProxy:
         with self._lock:
             self._peer.pop(sock, None)
             self._peer.pop(peer, None)
+            self._budget.pop(sock, None)
+            self._upstreams.discard(sock)
+            self._upstreams.discard(peer)
         sock.close()
         peer.close()
 

@@ -353,7 +353,7 @@ def test_acl_revoked_then_restored(own_server, caplog):
     rec.wait_for(("allowed:x", "welcome back"))
     assert ("allowed:x", "lost") not in rec.items
     # Settled: nothing is still counted as refused, so the retries stop.
-    wait_until(lambda: not sub.subscriber._reader.refused, what="the refusal settled")
+    wait_until(lambda: not sub.subscriber._reader.subs.refused, what="the refusal settled")
     calls = lambda: admin.info("commandstats").get("cmdstat_subscribe", {}).get("calls", 0)  # noqa: E731
     before = calls()
     time.sleep(0.6)  # three retry periods: a retry loop would show up in the server's count
