@@ -16,7 +16,6 @@ It holds:
 
 from __future__ import annotations
 
-import fcntl
 import json
 import logging
 import os
@@ -33,6 +32,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ..exceptions import EmbeddedServerError
+
+try:
+    import fcntl
+except ImportError:  # Windows: no flock; the shared default then needs REDIS_URL
+    fcntl = None  # type: ignore[assignment]
 from ._server import START_TIMEOUT, RedisServer, _ping, find_server_binary, free_port
 
 logger = logging.getLogger("redis_toolkit_nb")
@@ -102,10 +106,10 @@ def _private(path: Path) -> Path:
 
 
 @contextmanager
-def _locked(path: Path, operation: int = fcntl.LOCK_EX) -> Iterator[int]:
+def _locked(path: Path) -> Iterator[int]:
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     try:
-        fcntl.flock(fd, operation)
+        fcntl.flock(fd, fcntl.LOCK_EX)
         yield fd
     finally:
         os.close(fd)
@@ -221,6 +225,8 @@ def _start(state_dir: Path, binary: str, timeout: float = START_TIMEOUT) -> Shar
             watcher.terminate()  # it stops its server
         watcher.wait()
         tail = RedisServer._log_tail(str(state_dir / "server.log"))
+        if watcher.returncode == 3:
+            tail = RedisServer._log_tail(str(state_dir / "watcher.log"))
         if "in use" not in tail:
             break
     raise EmbeddedServerError(f"{Path(binary).name} did not start on 127.0.0.1: {tail}")
@@ -266,6 +272,11 @@ def default_server(reason: str = "no Redis server was found") -> SharedServer:
     with _default_lock:
         if _default is not None and _default.running:
             return _default
+        if fcntl is None:
+            raise EmbeddedServerError(
+                f"{reason}, and the shared embedded server needs POSIX file locks: set "
+                "REDIS_URL to your server"
+            )
         state_dir = _private(registry_dir())
         _join_users(state_dir)
         with _locked(state_dir / "start.lock"):

@@ -75,7 +75,16 @@ def main(argv: list[str]) -> int:
     state_dir, binary, port = argv[1], argv[2], argv[3]
     lock_path = os.path.join(state_dir, f"watcher.{port}.lock")
     watcher_lock = open(lock_path, "a")  # held for life
-    fcntl.flock(watcher_lock, fcntl.LOCK_EX)  # a status probe may hold it for an instant
+    deadline = time.monotonic() + 2.0
+    while True:  # a status probe may hold it for an instant; a previous watcher longer
+        try:
+            fcntl.flock(watcher_lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                print(f"watcher lock busy: port {port} in use by another watcher", file=sys.stderr)
+                return 3
+            time.sleep(0.01)
     log = os.path.join(state_dir, "server.log")
     open(log, "w").close()  # this server's log only
     args = [binary, "--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
