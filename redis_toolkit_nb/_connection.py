@@ -21,7 +21,8 @@ _resolve_lock = threading.Lock()
 
 def resolve_url(url: str | None = None) -> str:
     """The URL to use: ``url``, else ``$REDIS_URL``, else localhost:6379 when a server
-    answers there, else the embedded default server (started once per process).
+    answers there, else the embedded default server (one per user, shared: attached to, or
+    started for the processes that come next; see ``redis_toolkit_nb.embedded``).
 
     An explicit URL or ``REDIS_URL`` is never replaced by a fallback: if it cannot be
     reached, using it raises ``ToolkitConnectionError``.
@@ -43,7 +44,9 @@ def resolve_url(url: str | None = None) -> str:
 
 
 def _still_there(url: str) -> bool:
-    server = embedded._default
+    # The embedded server may have been stopped (``python -m redis_toolkit_nb.embedded stop``):
+    # then the next toolkit attaches to, or starts, a new one.
+    server = embedded._shared._default
     if server is not None and url == server.url:
         return server.running
     return True

@@ -1,4 +1,6 @@
-"""The embedded server does not outlive a process that is killed without running atexit."""
+"""An embedded server does not outlive what it serves, even when a process is SIGKILLed: a
+private ``RedisServer(watch_parent=True)`` its owner, the shared default its watcher (and its
+last user: test_embedded_shared.py)."""
 
 from __future__ import annotations
 
@@ -43,15 +45,30 @@ def test_server_stops_when_its_owner_is_sigkilled():
         owner.stdout.close()
 
 
-def test_default_server_watches_its_owner(monkeypatch):
-    from redis_toolkit_nb import embedded
+def _parent(pid: int) -> int:
+    with open(f"/proc/{pid}/stat") as fh:
+        return int(fh.read().rsplit(")", 1)[1].split()[1])
 
-    monkeypatch.setattr(embedded, "_default", None)
-    server = embedded.default_server()
+
+def test_default_server_is_watched_by_a_process_of_its_own(monkeypatch, tmp_path):
+    """The shared default is not tied to the process that started it (others may use it): a
+    watcher in a session of its own runs it, and a killed watcher takes its server along
+    (no server left running unwatched); the next user then starts a new one."""
+    from redis_toolkit_nb import embedded
+    from redis_toolkit_nb.embedded import _shared
+
+    monkeypatch.setenv("RTK_EMBEDDED_DIR", str(tmp_path / "registry"))
+    monkeypatch.setattr(_shared, "_default", None)
     try:
-        assert server.watch_parent and server._watchdog is not None
-        assert server._watchdog.poll() is None
+        server = embedded.default_server()
+        assert _alive(server.watcher_pid) and _parent(server.pid) == server.watcher_pid
+        assert os.getsid(server.watcher_pid) != os.getsid(0), "a Ctrl-C here must not reach it"
+        os.kill(server.watcher_pid, signal.SIGKILL)
+        wait_until(lambda: not _alive(server.pid), 10, "the server of the killed watcher to stop")
+        again = embedded.default_server()  # the stale entry is replaced
+        assert again.pid != server.pid and _alive(again.pid)
+        assert embedded.status() == again
     finally:
-        server.cleanup()
-        monkeypatch.setattr(embedded, "_default", None)
-    assert server._watchdog is None and not server.running
+        embedded.stop()
+        _shared._leave_users()
+        monkeypatch.setattr(_shared, "_default", None)

