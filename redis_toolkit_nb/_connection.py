@@ -8,9 +8,11 @@ import threading
 import redis
 
 from . import embedded
+from ._errors import boundary, describe, scrub, translate
 from ._options import RedisOptions
-from ._urls import mask_text, mask_url
-from .exceptions import ToolkitConnectionError
+from .exceptions import ToolkitError
+
+__all__ = ["DEFAULT_URL", "describe", "make_client", "resolve_url", "scrub"]
 
 DEFAULT_URL = "redis://localhost:6379/0"
 DEFAULT_HOST, DEFAULT_PORT = "localhost", 6379
@@ -57,26 +59,10 @@ def make_client(url: str, options: RedisOptions) -> redis.Redis:
     kwargs: dict[str, object] = {"socket_connect_timeout": options.connect_timeout}
     if options.max_connections is not None:
         kwargs["max_connections"] = options.max_connections
-    try:
+    with boundary(url, "connect: invalid Redis URL"):
         return redis.Redis.from_url(url, **kwargs)
-    except ValueError as exc:
-        raise ToolkitConnectionError(f"invalid Redis URL {mask_url(url)}: {exc}") from None
 
 
-def describe(client: redis.Redis) -> str:
-    """``host:port/db`` of a client's pool, for messages (never the password)."""
-    kw = client.connection_pool.connection_kwargs
-    if "path" in kw:
-        return f"unix://{kw['path']}"
-    return f"{kw.get('host', '?')}:{kw.get('port', '?')}/{kw.get('db', 0)}"
-
-
-def scrub(exc: BaseException | str, client: redis.Redis) -> str:
-    """The text of ``exc`` with the client's password masked (one place does this)."""
-    password = client.connection_pool.connection_kwargs.get("password")
-    return mask_text(str(exc), [str(password) if password else None])
-
-
-def connection_error(client: redis.Redis, exc: BaseException, doing: str) -> ToolkitConnectionError:
-    """Wrap a redis-py connection failure with where it happened, secrets excluded."""
-    return ToolkitConnectionError(f"cannot {doing} at {describe(client)}: {scrub(exc, client)}")
+def connection_error(client: redis.Redis, exc: BaseException, doing: str) -> ToolkitError:
+    """The toolkit error for ``exc`` (kept for callers not moved to ``_errors.translate``)."""
+    return translate(exc, client, doing)

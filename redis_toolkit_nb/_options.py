@@ -6,14 +6,18 @@ import logging
 from dataclasses import dataclass, fields
 
 from ._codec import DECODE_MODES
+from ._sizecap import DEFAULT_DELIVERABLE, DEFAULT_PUBSUB_HARD_LIMIT
 from .exceptions import OptionsError
 
 OVERFLOW_POLICIES = ("drop_oldest", "drop_newest", "block")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
-# Redis disconnects every subscriber of a message over its pub/sub hard limit (32 MB by
-# default), so the publish cap may not exceed it.
-PUBSUB_HARD_LIMIT = 32 * 1024 * 1024
+# Redis disconnects every subscriber of a message over its pub/sub hard limit (32 MiB by
+# default), and with the default limit the largest payload a subscriber receives is 28 MiB
+# (29,376,459 bytes measured on Redis 7.0.15; see _sizecap): the cap may not exceed the
+# toolkit's conservative figure for it, 28 MiB - 4 KiB = 29,356,032 bytes.
+PUBSUB_HARD_LIMIT = DEFAULT_PUBSUB_HARD_LIMIT
+MAX_VALUE_SIZE_BOUND = DEFAULT_DELIVERABLE
 
 
 @dataclass
@@ -37,7 +41,9 @@ class RedisOptions:
     #: Seconds ``cleanup()`` waits for the subscriber's threads to finish.
     subscriber_stop_timeout: float = 5
     #: Largest payload, in bytes, that ``publisher()`` sends; a larger one raises
-    #: ``MessageTooLargeError`` before anything is sent.
+    #: ``MessageTooLargeError`` before anything is sent. At most 29,356,032 (28 MiB - 4 KiB:
+    #: what a subscriber of a default-configured server can receive); a server configured
+    #: with a smaller ``client-output-buffer-limit pubsub`` lowers it further (read once).
     max_value_size: int = 10 * 1024 * 1024
     #: Size cap of the publishing connection pool (None: redis-py's default).
     max_connections: int | None = None
@@ -89,11 +95,12 @@ class RedisOptions:
         _positive("subscriber_stop_timeout", self.subscriber_stop_timeout)
         _positive("max_value_size", self.max_value_size, integer=True)
         _check(
-            self.max_value_size <= PUBSUB_HARD_LIMIT,
+            self.max_value_size <= MAX_VALUE_SIZE_BOUND,
             "max_value_size",
             self.max_value_size,
-            f"must be at most {PUBSUB_HARD_LIMIT} bytes (32 MB): Redis disconnects every "
-            "subscriber of a larger message",
+            f"must be at most {MAX_VALUE_SIZE_BOUND} bytes (28 MiB - 4 KiB): with Redis's "
+            "default client-output-buffer-limit pubsub 32mb, a larger message disconnects "
+            "every subscriber instead of reaching them",
         )
         if self.max_connections is not None:
             _positive("max_connections", self.max_connections, integer=True)

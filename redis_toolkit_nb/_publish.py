@@ -16,7 +16,8 @@ import orjson
 import redis
 
 from . import _codec as codec
-from ._connection import connection_error
+from ._errors import boundary, server_error, translate
+from ._sizecap import SizeCap
 from .exceptions import MessageTooLargeError, PublishError, SerializationError
 
 #: Commands packed into one write by ``publish_many``.
@@ -25,21 +26,13 @@ CHUNK = 2000
 _AS_IS = frozenset({bytes, bytearray, memoryview})
 
 
-def check_size(payload: bytes, limit: int, channel: object) -> None:
-    if len(payload) > limit:
-        raise MessageTooLargeError(
-            f"message for channel {channel!r} is {len(payload)} bytes, over the "
-            f"{limit}-byte cap (RedisOptions.max_value_size); it was not sent"
-        )
-
-
 def _channel_prefix(channel: str | bytes) -> bytes:
     name = channel if isinstance(channel, bytes) else channel.encode("utf-8")
     return b"*3\r\n$7\r\nPUBLISH\r\n$%d\r\n%s\r\n" % (len(name), name)
 
 
 def publish_many(
-    client: redis.Redis, channel: str | bytes, messages: Iterable[Any], limit: int
+    client: redis.Redis, channel: str | bytes, messages: Iterable[Any], cap: SizeCap
 ) -> int:
     """Publish every value of ``messages`` to ``channel``, in order; return how many.
 
@@ -50,11 +43,10 @@ def publish_many(
     prefix = _channel_prefix(channel)
     encode = codec.encode
     dumps, option, encode_error = codec._dumps, codec._OPTIONS, orjson.JSONEncodeError
-    try:
+    limit = cap.limit
+    # Connecting (and authenticating) happens here: wrap it like every other failure.
+    with boundary(client, f"publish to {channel!r}", PublishError):
         conn = client.connection_pool.get_connection()
-    except (redis.ConnectionError, redis.TimeoutError) as exc:
-        # Connecting (and authenticating) happens here: wrap it like every other failure.
-        raise connection_error(client, exc, "publish") from exc
     batch = _Chunks(client, conn)
     append = batch.parts.append
     ok = False
@@ -70,13 +62,14 @@ def publish_many(
                     except encode_error:
                         payload = encode(value)
                 if len(payload) > limit:
-                    check_size(payload, limit, channel)
+                    cap.check(len(payload), channel)  # raises, or learnt the server's cap
+                    limit = cap.limit
             except (SerializationError, MessageTooLargeError) as exc:
                 batch.drain()  # everything before the bad value goes out first
                 raise type(exc)(
                     f"{exc} (message {batch.published + len(batch.refused)} of the batch, "
                     f"counting from 0; the {batch.published} before it were published)"
-                ) from exc.__cause__
+                ) from exc.__cause__ or exc
             # One formatted bytes per command: keeping orjson's own output objects alive
             # until the join costs ~1 us more per message (measured, allocator churn).
             append(b"%s$%d\r\n%s\r\n" % (prefix, len(payload), payload))
@@ -87,11 +80,15 @@ def publish_many(
                     break
         batch.drain()
         if batch.refused:
-            raise PublishError(
-                f"the server refused {len(batch.refused)} of "
-                f"{batch.published + len(batch.refused)} messages: {batch.refused[0]}",
+            original = server_error(batch.refused[0])
+            raise translate(
+                original,
+                client,
+                f"publish {len(batch.refused)} of {batch.published + len(batch.refused)} "
+                f"messages to {channel!r} ({batch.published} published)",
+                PublishError,
                 published=batch.published,
-            )
+            ) from original
         ok = True
         return batch.published
     finally:
@@ -136,10 +133,9 @@ class _Chunks:
 def _write(client: redis.Redis, conn: Any, parts: list[bytes], before: int) -> None:
     try:
         conn.send_packed_command([b"".join(parts)], check_health=False)
-    except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
-        raise connection_error(
-            client, exc, f"publish ({before} published before the failure)"
-        ) from exc
+    except (redis.RedisError, OSError) as exc:
+        doing = f"publish ({before} published before the failure)"
+        raise translate(exc, client, doing, PublishError, published=before) from exc
 
 
 def _settle(
@@ -148,10 +144,9 @@ def _settle(
     """Read ``count`` replies; return how many were accepted, add refusals to ``refused``."""
     try:
         replies = replies_in.read(count)
-    except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
-        raise connection_error(
-            client, exc, f"publish ({before} published before the failure)"
-        ) from exc
+    except (redis.RedisError, OSError) as exc:
+        doing = f"publish ({before} published before the failure)"
+        raise translate(exc, client, doing, PublishError, published=before) from exc
     errors = [r for r in replies if isinstance(r, hiredis.ReplyError)]
     refused.extend(errors)
     return count - len(errors)

@@ -10,12 +10,14 @@ import redis
 
 from . import _codec as codec
 from . import _publish as publisher
-from ._connection import connection_error, describe, make_client, resolve_url, scrub
+from ._connection import make_client, resolve_url
+from ._errors import boundary, describe, scrub, translate
 from ._options import RedisOptions
+from ._sizecap import SizeCap
 from ._stats import SubscriberStats
 from ._subscriber import Subscriber
 from ._urls import mask_url
-from .exceptions import ToolkitError
+from .exceptions import PublishError, ToolkitError
 
 logger = logging.getLogger("redis_toolkit_nb")
 _handler_installed = False
@@ -71,7 +73,7 @@ class RedisToolkit:
             self._url = resolve_url(url)
             self._owns_client = True
             self.client = make_client(self._url, self.options)
-        self._limit = self.options.max_value_size
+        self._cap = SizeCap(self.client, self.options.max_value_size)
         self._closed = False
         self.subscriber: Subscriber | None = None
         if channels is not None or message_handler is not None:
@@ -90,24 +92,26 @@ class RedisToolkit:
     def publisher(self, channel: str | bytes, data: Any) -> int:
         """Serialize ``data`` (see ``codec``) and publish it; return the number of receivers.
 
-        Raises ``MessageTooLargeError`` (before sending) over ``max_value_size``,
-        ``SerializationError`` for a value JSON cannot hold, ``ToolkitConnectionError`` when
-        the server cannot be reached.
+        Raises ``MessageTooLargeError`` (before sending) over ``max_value_size`` or over
+        what the server can deliver to a subscriber, ``SerializationError`` for a value JSON
+        cannot hold, ``ToolkitConnectionError`` when the server cannot be reached or refuses
+        the credentials, ``PublishError`` when it refuses the publish (ACL, READONLY...).
         """
         payload = codec.encode(data)
-        if len(payload) > self._limit:
-            publisher.check_size(payload, self._limit, channel)
+        if len(payload) > self._cap.limit:
+            self._cap.check(len(payload), channel)
         try:
             return self.client.publish(channel, payload)
-        except (redis.ConnectionError, redis.TimeoutError) as exc:
-            raise connection_error(self.client, exc, "publish") from exc
+        except (redis.RedisError, OSError) as exc:
+            # A try costs nothing until something is raised: the hot path stays redis-py's.
+            raise translate(exc, self.client, f"publish to {channel!r}", PublishError) from exc
 
     publish = publisher
 
     def publish_many(self, channel: str | bytes, messages: Iterable[Any]) -> int:
         """Publish every value of ``messages`` to ``channel`` in order, pipelined in chunks of
         2,000 per write; return how many were published. Safe from many threads at once."""
-        return publisher.publish_many(self.client, channel, messages, self._limit)
+        return publisher.publish_many(self.client, channel, messages, self._cap)
 
     # ---- subscribing -------------------------------------------------------------------------
     def _require_subscriber(self) -> Subscriber:
@@ -141,10 +145,10 @@ class RedisToolkit:
         return scrub(error, self.client)
 
     def ping(self) -> bool:
-        try:
+        """PING the server: True when it answers. ``ToolkitConnectionError`` when it cannot be
+        reached, ``ToolkitError`` when it refuses (an ACL user without ``+ping``)."""
+        with boundary(self.client, "PING"):
             return bool(self.client.ping())
-        except (redis.ConnectionError, redis.TimeoutError) as exc:
-            raise connection_error(self.client, exc, "reach Redis") from exc
 
     # ---- cleanup -----------------------------------------------------------------------------
     def cleanup(self) -> None:

@@ -3,17 +3,22 @@
 ::
 
     ToolkitError
-     ├── ToolkitConnectionError   the server cannot be reached, or the link failed
-     │                            (also a builtin ConnectionError)
+     ├── ToolkitConnectionError   the server cannot be reached, refused the credentials, or
+     │                            the link failed (also a builtin ConnectionError)
      ├── SubscriptionError        the server refused or did not confirm a subscription
      ├── PublishError             the server refused a publish (carries ``published``)
-     ├── MessageTooLargeError     payload over ``RedisOptions.max_value_size`` (also ValueError)
+     ├── MessageTooLargeError     payload over ``RedisOptions.max_value_size`` or over what
+     │                            the server delivers to a subscriber (also ValueError)
      ├── SerializationError       the value cannot be encoded as JSON (also TypeError)
      ├── OptionsError             an invalid ``RedisOptions`` field (also ValueError)
      └── EmbeddedServerError      the embedded server could not be started
 
-redis-py errors are wrapped at the toolkit's boundary with ``raise ... from exc``, so the
-original is always in ``__cause__``. No message ever contains a password: URLs are masked.
+redis-py errors are wrapped at the toolkit's boundary (one mapping, in ``_errors``) with
+``raise ... from exc``, so the original is always in ``__cause__``: a refusal the server gives
+(``NoPermissionError`` for an ACL, ``ReadOnlyError``...) becomes ``PublishError`` or
+``SubscriptionError`` for those calls and ``ToolkitError`` elsewhere (``ping()``). Each message
+says what was being done, where (``host:port/db``) and the server's own text, and never
+contains a password: URLs are masked.
 """
 
 from __future__ import annotations
@@ -40,7 +45,9 @@ class PublishError(ToolkitError):
 
 
 class MessageTooLargeError(ToolkitError, ValueError):
-    """A payload is larger than ``RedisOptions.max_value_size``; it was not sent."""
+    """A payload is larger than ``RedisOptions.max_value_size``, or than the largest message
+    the server's ``client-output-buffer-limit pubsub`` lets a subscriber receive; it was not
+    sent."""
 
 
 class SerializationError(ToolkitError, TypeError):

@@ -8,7 +8,7 @@ import pytest
 from conftest import wait_until
 
 from redis_toolkit_nb import MessageTooLargeError, OptionsError, RedisOptions, RedisToolkit
-from redis_toolkit_nb._options import PUBSUB_HARD_LIMIT
+from redis_toolkit_nb._options import MAX_VALUE_SIZE_BOUND, PUBSUB_HARD_LIMIT
 
 
 def test_guide_fields_and_defaults():
@@ -17,7 +17,7 @@ def test_guide_fields_and_defaults():
     assert opts.subscriber_retry_delay == 5 and opts.is_logger_info is True
     defaults = RedisOptions()
     assert defaults.buffer_size == 1000
-    assert defaults.max_value_size <= PUBSUB_HARD_LIMIT
+    assert defaults.max_value_size <= MAX_VALUE_SIZE_BOUND < PUBSUB_HARD_LIMIT
     assert defaults.overflow == "drop_oldest" and defaults.decode == "auto"
 
 
@@ -29,7 +29,9 @@ BAD = [
     ("subscriber_retry_delay", "5", "must be a number > 0"),
     ("subscriber_stop_timeout", 0, "must be a number > 0"),
     ("max_value_size", 1.5, "must be a whole number > 0"),
-    ("max_value_size", PUBSUB_HARD_LIMIT + 1, "at most 33554432 bytes"),
+    # 32 MiB is over what a default server delivers to a subscriber (28 MiB + 16 KiB).
+    ("max_value_size", PUBSUB_HARD_LIMIT, "at most 29356032 bytes"),
+    ("max_value_size", MAX_VALUE_SIZE_BOUND + 1, "disconnects every subscriber"),
     ("max_connections", 0, "must be a whole number > 0"),
     ("buffer_size", -1, "must be a whole number >= 0"),
     ("buffer_size", True, "must be a whole number >= 0"),

@@ -95,11 +95,11 @@ class NotebookState:
         except (redis.ConnectionError, redis.TimeoutError) as exc:
             raise ToolkitConnectionError(
                 f"cannot reach Redis at {tk.url}: {tk.scrub(exc)}"
-            ) from None
+            ) from exc
         except redis.RedisError as exc:
             raise ToolkitConnectionError(
                 f"Redis at {tk.url} refused INFO: {tk.scrub(exc)}"
-            ) from None
+            ) from exc
         server = str(info.get("server_name") or ("valkey" if "valkey_version" in info else "redis"))
         version = str(info.get("valkey_version") or info.get("redis_version") or "?")
         return {"url": tk.url, "server": server, "version": version}
