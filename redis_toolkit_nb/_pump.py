@@ -56,7 +56,7 @@ class BytePump:
 
     def parse(self, until: float, limit: int) -> tuple[list[Any], list[Any], float]:
         """Up to ``limit`` replies (what the parser holds first, then slices of the backlog),
-        or as many as parse before ``until`` (monotonic). Returns ``(messages, others, t)``:
+        or as many as parse before ``until`` (monotonic; at least one). Returns ``(messages, others, t)``:
         messages and pushes in order, every other reply (confirmations, PONGs, errors) in
         order, and the arrival time of the newest bytes parsed. Replies beyond ``limit`` stay
         in the parser for the next call."""
@@ -68,7 +68,8 @@ class BytePump:
         t = self._t
         while True:
             replies.extend(islice(iter(gets, False), limit - len(replies)))
-            if len(replies) >= limit or not backlog or clock() >= until:
+            # Past ``until`` it stops, but only once it has something: every call progresses.
+            if len(replies) >= limit or not backlog or (replies and clock() >= until):
                 break
             t, data = backlog[0]
             size = len(data)
@@ -86,10 +87,10 @@ class BytePump:
         others = [r for r in replies if not (r.__class__ in _ARRAYS and r[0] in _MESSAGE_KINDS)]
         return msgs, others, t
 
-    def discard_partial(self) -> int:
+    def discard_partial(self) -> bool:
         """The link is gone: drop the backlog and whatever part of a reply the parser holds
-        (it can never complete). Returns the bytes dropped (parser bytes are approximate)."""
-        dropped = self.size - self._offset + self._parser.len()
+        (it can never complete). True if a reply was cut short (something was dropped)."""
+        dropped = bool(self._backlog) or self._parser.has_data()
         self._parser = hiredis.Reader(replyError=ReplyError)
         self._backlog.clear()
         self._offset = 0

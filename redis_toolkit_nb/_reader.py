@@ -110,17 +110,20 @@ class Reader:
         self._hc = health_check_interval
         self.name = name
         self.subs = Subscriptions(
-            name, retry_delay, [self._conn_kwargs.get("password")], wake=self._wake
+            name,
+            retry_delay,
+            [self._conn_kwargs.get("password")],
+            wake=self._wake,
+            where=self._conn_kwargs,
         )
         self.pump = BytePump()
 
         self.attempts = 0
         self.disconnects = 0
         self.reconnects = 0
-        #: Replies cut short when a link ended (or was closed) in their middle, and their
-        #: bytes read so far: each one a message lost in transit (see SubscriberStats).
+        #: Replies cut short when a link ended (or was closed) in their middle: each one a
+        #: message lost in transit (see SubscriberStats.truncated).
         self.truncated = 0
-        self.truncated_bytes = 0
 
         self._stopping = False
         self._conn: Any = None
@@ -186,7 +189,7 @@ class Reader:
                 self._close()
                 if self._stopping:
                     break
-                self.subs.set_error(f"cannot connect: {exc}")
+                self.subs.set_error(f"cannot connect: {exc}", exc)
                 if self._pause(self._backoff.compute(failures)):
                     break
                 failures += 1
@@ -201,7 +204,7 @@ class Reader:
                     break
                 # Never expected; counted and reported like a lost link, and re-established.
                 self.disconnects += 1
-                self.subs.set_error(f"reader failed: {exc!r}")
+                self.subs.set_error(f"reader failed: {exc!r}", exc)
                 logger.exception("subscriber %s: the reader failed; reconnecting", self.name)
             finally:
                 self._close()
@@ -219,10 +222,7 @@ class Reader:
     def _open(self) -> None:
         conn = self._conn_class(**self._conn_kwargs)
         self._conn = conn
-        try:
-            conn.connect()
-        except redis.AuthenticationError as exc:
-            raise ConnectionError(f"authentication failed: {exc}") from exc
+        conn.connect()
         if self._stopping:
             raise ConnectionError("stopping")
         sock = conn._sock  # redis-py did the handshake; the hot path reads the socket directly
@@ -367,7 +367,7 @@ class Reader:
         under the overflow policy), the rest of a reply cut short is dropped."""
         self.subs.lost()
         self.disconnects += 1
-        self.subs.set_error(f"connection lost: {exc}")
+        self.subs.set_error(f"connection lost: {exc}", exc)
         logger.warning(
             "subscriber %s lost its connection (%s); reconnecting (messages published until "
             "it is back are not received)",
@@ -390,15 +390,12 @@ class Reader:
                     continue
             if not self._parse(float("inf"), limit, False):
                 break
-        dropped = self.pump.discard_partial()
-        if dropped:
+        if self.pump.discard_partial():
             self.truncated += 1
-            self.truncated_bytes += dropped
             logger.warning(
-                "subscriber %s: the link ended in the middle of a reply; dropped the %d bytes "
-                "of it read so far (that message is lost)",
+                "subscriber %s: the link ended in the middle of a reply; dropped the part of it "
+                "read so far (that message is lost; counted in stats.truncated)",
                 self.name,
-                dropped,
             )
 
     # ---- writing ------------------------------------------------------------------------------

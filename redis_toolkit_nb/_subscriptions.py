@@ -18,11 +18,12 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NoReturn
 
+from ._errors import server_error, translate
 from ._ratelimit import RateLimitedLog
 from ._urls import mask_text
-from .exceptions import SubscriptionError, ToolkitConnectionError
+from .exceptions import SubscriptionError
 
 logger = logging.getLogger("redis_toolkit_nb")
 
@@ -81,14 +82,19 @@ class Subscriptions:
         retry_delay: float,
         secrets: list[str | None],
         wake: Callable[[], None] = lambda: None,
+        where: Any = None,
     ) -> None:
         self.name = name
+        #: The connection's keyword arguments, for error messages (see ``_errors``).
+        self._where = where if where is not None else {}
         #: Called (with ``cv`` held) whenever a command is queued for the reader to write.
         self._wake = wake
         self.cv = threading.Condition()
         self.wanted: dict[str, dict[bytes, None]] = {CHANNEL: {}, PATTERN: {}}
         self.confirmed: dict[str, set[bytes]] = {CHANNEL: set(), PATTERN: set()}
         self.refused: dict[bytes, str] = {}
+        #: The server's refusal of each refused name, as redis-py's exception (``__cause__``).
+        self._refusals: dict[bytes, BaseException] = {}
         self._outbox: deque[_Inflight] = deque()
         self._inflight: deque[_Inflight] = deque()
         self._restoring = 0
@@ -98,6 +104,8 @@ class Subscriptions:
         self.link_up = False
         self.ever_connected = False
         self.last_error: str | None = None
+        #: The exception behind ``last_error`` (a failed connect's, for the first one).
+        self.last_exc: BaseException | None = None
         # A refusal is retried every retry_delay; say so loudly, but not every time.
         self._refusal_log = RateLimitedLog(logger, logging.ERROR, period=60.0, burst=3)
 
@@ -108,6 +116,7 @@ class Subscriptions:
             wanted = self.wanted[kind]
             for name in names:
                 self.refused.pop(name, None)
+                self._refusals.pop(name, None)
                 if action == "sub":
                     wanted[name] = None
                 else:
@@ -197,7 +206,7 @@ class Subscriptions:
             for reply in replies:
                 head = self._inflight[0] if self._inflight else None
                 if isinstance(reply, ReplyError):
-                    self._refusal(head, str(reply))
+                    self._refusal(head, reply)
                     continue
                 if isinstance(reply, list) and reply:
                     confirm = _CONFIRMS.get(reply[0])
@@ -224,11 +233,12 @@ class Subscriptions:
         if subscribed:
             self.confirmed[kind].add(name)
             self.refused.pop(name, None)
+            self._refusals.pop(name, None)
         else:
             self.confirmed[kind].discard(name)
 
-    def _refusal(self, head: _Inflight | None, reason: str) -> None:
-        reason = mask_text(reason, self._secrets)
+    def _refusal(self, head: _Inflight | None, reply: ReplyError) -> None:
+        reason = mask_text(str(reply), self._secrets)
         if head is None:
             self.last_error = f"server error: {reason}"
             return
@@ -243,6 +253,7 @@ class Subscriptions:
         names = ", ".join(text(n) for n in head.names)
         for name in head.names:
             self.refused[name] = reason
+            self._refusals[name] = server_error(reply)
         self.last_error = f"{head.action}:{head.kind} {names} refused: {reason}"
         self._refusal_log.emit(
             "subscriber %s: the server refused %s:%s %s: %s (will retry every %g s)",
@@ -266,9 +277,10 @@ class Subscriptions:
                         self._outbox.append(_Inflight("sub", kind, [name], 1, False))
         # The reader calls this itself and writes the commands right after: no wake needed.
 
-    def set_error(self, message: str) -> None:
+    def set_error(self, message: str, exc: BaseException | None = None) -> None:
         with self.cv:
             self.last_error = mask_text(message, self._secrets)
+            self.last_exc = exc
             self.cv.notify_all()
 
     # ---- waiting for the server (the caller's thread) --------------------------------------
@@ -296,7 +308,7 @@ class Subscriptions:
                 if done and (self.connected or not subscribed):
                     return
                 if first and not self.ever_connected and self.last_error:
-                    raise ToolkitConnectionError(f"subscriber {self.name}: {self.last_error}")
+                    self._first_connect_failed()
                 if stopped():
                     raise SubscriptionError(f"subscriber {self.name} is stopped")
                 left = deadline - time.monotonic()
@@ -304,17 +316,26 @@ class Subscriptions:
                     self._timed_out(wanted, subscribed, first, timeout, backlog())
                 self.cv.wait(min(left, 0.5))
 
-    def _give_up(self, wanted: list[tuple[str, bytes]], refused: dict[bytes, str]) -> None:
+    def _first_connect_failed(self) -> NoReturn:
+        exc = self.last_exc or ConnectionError(self.last_error)
+        # A refusal during the handshake (an ACL user without CLIENT SETNAME) is a refused
+        # subscription; a link or password failure a ToolkitConnectionError.
+        error = translate(exc, self._where, "subscribe", SubscriptionError)
+        raise type(error)(f"subscriber {self.name}: {error}") from exc
+
+    def _give_up(self, wanted: list[tuple[str, bytes]], refused: dict[bytes, str]) -> NoReturn:
+        cause = next((self._refusals.get(n) for _, n in wanted if n in refused), None)
         for kind, name in wanted:
             if name in refused:
                 self.wanted[kind].pop(name, None)
                 self.refused.pop(name, None)
+                self._refusals.pop(name, None)
         names = ", ".join(text(n) for n in refused)
         kept = [text(n) for _, n in wanted if n not in refused]
         also = f"; {', '.join(kept)} subscribed nonetheless" if kept else ""
         raise SubscriptionError(
             f"the server refused to subscribe {names}: {next(iter(refused.values()))}{also}"
-        )
+        ) from cause
 
     def _timed_out(
         self,
@@ -323,7 +344,7 @@ class Subscriptions:
         first: bool,
         timeout: float,
         backlog: int,
-    ) -> None:
+    ) -> NoReturn:
         why = f" (last error: {self.last_error})" if self.last_error else ""
         if backlog:
             why += f" ({backlog} bytes of messages were waiting unparsed)"

@@ -24,6 +24,8 @@ class TcpProxy:
         self._peer: dict[socket.socket, socket.socket] = {}
         self._upstreams: set[socket.socket] = set()
         self._silent = False
+        # Set by the proxy thread once it forwards nothing any more (silence() waits for it).
+        self._silenced = threading.Event()
         self._stopping = False
         # Server-side socket -> bytes it may still forward before both ends are reset.
         self._budget: dict[socket.socket, int] = {}
@@ -49,9 +51,13 @@ class TcpProxy:
             return len(self._peer) // 2
 
     def silence(self) -> None:
-        """Stop forwarding in both directions; every socket stays open (a half-dead link)."""
+        """Stop forwarding in both directions; every socket stays open (a half-dead link).
+        Returns once the proxy thread has stopped forwarding."""
+        self._silenced.clear()
         self._silent = True
         self._wake()
+        if not self._silenced.wait(5):
+            raise RuntimeError("the proxy thread did not go silent")
 
     freeze = silence
 
@@ -108,6 +114,8 @@ class TcpProxy:
             with self._lock:
                 # While silent, leave the bytes in the kernel: nobody reads, nothing flows.
                 conns = [] if self._silent else list(self._peer)
+            if self._silent:
+                self._silenced.set()
             try:
                 readable, _, _ = select.select([self._listener, self._wake_r, *conns], [], [], 1)
             except (OSError, ValueError):

@@ -127,12 +127,6 @@ def test_constructor_with_a_refused_subscriber_raises_a_toolkit_error(acl, user)
     assert PASSWORD not in f"{info.value} {info.value!r}"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the subscriber's reader thread keeps only the text of the refusal: _reader.py and "
-    "_subscriber.py (the lead's rewrite) must keep the exception and raise it through "
-    "_errors.translate",
-)
 def test_constructor_with_a_refused_subscriber_keeps_the_original_as_cause(acl):
     server, _admin = acl
     with pytest.raises(SubscriptionError) as info:
