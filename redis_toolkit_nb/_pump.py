@@ -55,11 +55,12 @@ class BytePump:
         return bool(self._backlog) or self._parser.has_data()
 
     def parse(self, until: float, limit: int) -> tuple[list[Any], list[Any], float]:
-        """Up to ``limit`` replies (what the parser holds first, then slices of the backlog),
-        or as many as parse before ``until`` (monotonic; at least one). Returns ``(messages, others, t)``:
-        messages and pushes in order, every other reply (confirmations, PONGs, errors) in
-        order, and the arrival time of the newest bytes parsed. Replies beyond ``limit`` stay
-        in the parser for the next call."""
+        """Parse up to ``limit`` replies: what the parser holds first, then slices of the
+        backlog, stopping at ``until`` (monotonic) once it has at least one.
+
+        Returns ``(messages, others, t)``: messages and pushes in order, every other reply
+        (confirmations, PONGs, errors) in order, and the arrival time of the newest bytes
+        parsed. Replies beyond ``limit`` stay in the parser for the next call."""
         gets = self._parser.gets
         feed = self._parser.feed
         backlog = self._backlog

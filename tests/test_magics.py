@@ -320,3 +320,32 @@ def test_publish_error_from_the_server_is_a_usage_error(shell, make_server):
     with pytest.raises(UsageError, match=f"127.0.0.1:{srv.port}"):
         run(shell, "%rtk_publish gone 1")
     assert isinstance(redis.Redis, type)
+
+
+def test_core_warnings_and_handler_tracebacks_reach_the_user(shell, server, capsys):
+    """With the extension loaded, a core RedisToolkit's failing handler still shows its
+    traceback (stderr: in a kernel, the notebook), while a %%rtk_subscribe panel's own
+    records stay in its panel."""
+    from redis_toolkit_nb import RedisToolkit
+
+    def handler(channel, data):
+        raise ValueError(f"core handler broke on {data!r}")
+
+    sub = RedisToolkit(url=server.url, channels=["core:visible"], message_handler=handler)
+    try:
+        with RedisToolkit(url=server.url) as pub:
+            pub.publisher("core:visible", 7)
+        wait_until(lambda: sub.stats.handler_errors == 1, what="the handler error")
+        wait_until(
+            lambda: "core handler broke on 7" in capsys.readouterr().err,
+            what="the traceback on stderr",
+        )
+    finally:
+        sub.cleanup()
+    run(shell, "%%rtk_subscribe panel:quiet --name sub_quiet\nraise KeyError('in the panel')")
+    with RedisToolkit(url=server.url) as pub:
+        pub.publisher("panel:quiet", 1)
+    feed = shell.user_ns["sub_quiet"]
+    wait_until(lambda: feed.subscriber.stats.handler_errors == 1, what="the panel's error")
+    assert "in the panel" not in capsys.readouterr().err  # shown in the panel, not twice
+    run(shell, "%rtk stop sub_quiet")

@@ -8,10 +8,10 @@ CHANNEL_OR_PATTERN ...`` and ``%rtk SUBCOMMAND`` (see ``magics``). Settings:
 from __future__ import annotations
 
 import logging
-from collections import deque
 from typing import Any
 
 from .dashboard import Dashboard
+from .logs import LOG
 from .magics import RtkMagics
 from .refresher import REFRESHER
 from .subscription import Subscription
@@ -33,27 +33,6 @@ def empty_subscribe_cell(lines: list[str]) -> list[str]:
     if lines and lines[0].startswith("%%rtk_subscribe") and not "".join(lines[1:]).strip():
         return [lines[0][1:]]
     return lines
-
-
-class RecentRecords(logging.Handler):
-    """Keeps the toolkit's recent log records in memory.
-
-    Without a handler, Python's last-resort handler writes WARNING lines from the subscriber's
-    threads to stderr, which in a kernel lands in whichever cell runs at that moment. In the
-    notebook the panels show the same facts (drops, handler errors, reconnects) where they
-    belong; the records stay readable in ``records`` (and reach the root logger's handlers if
-    the user configured any).
-    """
-
-    def __init__(self, size: int = 200) -> None:
-        super().__init__(logging.WARNING)
-        self.records: deque[logging.LogRecord] = deque(maxlen=size)
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
-
-
-LOG = RecentRecords()
 
 
 def load_ipython_extension(ipython: Any) -> None:

@@ -12,6 +12,7 @@ from typing import Any
 import redis
 
 from .. import DEFAULT_URL, RedisToolkit, ToolkitConnectionError, mask_url, resolve_url
+from .logs import LOG
 from .subscription import Subscription
 
 
@@ -47,7 +48,8 @@ class NotebookState:
     # ---- connection --------------------------------------------------------------------------
     def _default(self) -> str:
         explicit = self._default_url() or None
-        url = resolve_url(explicit)
+        with LOG.quiet():  # the notebook says where it connects itself (below)
+            url = resolve_url(explicit)
         if not explicit and not os.environ.get("REDIS_URL") and url != DEFAULT_URL:
             self._announce(
                 f"redis_toolkit_nb: no Redis at {DEFAULT_URL} and no REDIS_URL; using the "

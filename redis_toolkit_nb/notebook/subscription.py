@@ -15,6 +15,7 @@ import pandas as pd
 
 from .. import Message, RedisOptions, RedisToolkit, Subscriber, SubscriberStats
 from . import frames
+from .logs import LOG
 from .rates import RateHistory
 
 
@@ -60,6 +61,7 @@ class Subscription:
         self._stopped = False
         self._toolkit = RedisToolkit(url=url, options=self._options)
         self.url = self._toolkit.url
+        LOG.watch(name)  # its live panel shows its warnings and handler errors
         self.subscriber = Subscriber(
             self._toolkit.client,
             options=self._options,
