@@ -33,7 +33,8 @@ class MessageBuffer:
     __slots__ = ("_items", "append")
 
     def __init__(self, maxlen: int) -> None:
-        self._items: deque[tuple[float, str, str | None, Any, int]] = deque(maxlen=maxlen)
+        # (time, channel, pattern, data, size); a channel is bytes only for a non-UTF-8 name.
+        self._items: deque[tuple[float, Any, Any, Any, int]] = deque(maxlen=maxlen)
         self.append = self._items.append
 
     @property

@@ -31,7 +31,10 @@ from ._ratelimit import RateLimitedLog
 
 logger = logging.getLogger("redis_toolkit_nb")
 
-Handler = Callable[[str, Any], Any]
+#: ``handler(channel, data)``: the channel is ``str`` (``bytes`` only for a non-UTF-8 name).
+Handler = Callable[[Any, Any], object]
+#: ``(time, channel, pattern, data, size)``, as kept in the buffer (see ``Message``).
+Record = tuple[float, Any, Any, Any, int]
 Batch = list  # of hiredis replies: [b"message", ch, payload] or [b"pmessage", pat, ch, payload]
 
 # Names are decoded once and remembered; the cache is reset if it ever grows this large.
@@ -56,7 +59,7 @@ class Dispatcher:
         buffer: MessageBuffer | None,
         options: RedisOptions,
         name: str,
-        on_message: Callable[[tuple[float, str, str | None, Any, int]], Any] | None = None,
+        on_message: Callable[[Record], object] | None = None,
         awaiting: Callable[[], bool] = lambda: False,
         on_fatal: Callable[[BaseException], Any] = lambda exc: None,
     ) -> None:

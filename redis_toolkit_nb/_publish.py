@@ -173,7 +173,7 @@ class _Replies:
                 n = self._conn._sock.recv_into(self._buf)
                 if n == 0:
                     raise ConnectionError("server closed the connection")
-                self._parser.feed(self._buf, 0, n)
+                self._parser.feed(self._buf, 0, n)  # type: ignore[arg-type]  # any buffer
             else:
                 replies.append(reply)
         return replies

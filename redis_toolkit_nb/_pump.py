@@ -75,7 +75,7 @@ class BytePump:
             t, data = backlog[0]
             size = len(data)
             step = min(FEED, size - self._offset)
-            feed(data, self._offset, step)
+            feed(data, self._offset, step)  # type: ignore[arg-type]  # any buffer
             self._offset += step
             if self._offset >= size:
                 backlog.popleft()

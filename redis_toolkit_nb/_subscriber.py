@@ -18,7 +18,7 @@ from typing import Any
 import redis
 
 from ._buffer import MessageBuffer
-from ._dispatch import Dispatcher, Handler
+from ._dispatch import Dispatcher, Handler, Record
 from ._options import RedisOptions
 from ._reader import CHANNEL, PATTERN, Reader, is_pattern, to_bytes
 from ._stats import SubscriberStats
@@ -73,7 +73,7 @@ class Subscriber:
         handler: Handler | None = None,
         options: RedisOptions | None = None,
         name: str | None = None,
-        on_message: Callable[[tuple[float, str, str | None, Any, int]], Any] | None = None,
+        on_message: Callable[[Record], object] | None = None,
     ) -> None:
         self.options = options or RedisOptions()
         self.name = name or f"rtk-sub-{next(_ids)}"

@@ -80,3 +80,21 @@ def test_import_loads_no_notebook_machinery():
 def test_version():
     assert isinstance(redis_toolkit_nb.__version__, str)
     assert redis_toolkit_nb.__version__.count(".") >= 2
+
+
+def test_notebook_layer_uses_only_the_cores_exported_names():
+    """``redis_toolkit_nb.notebook`` imports from the core only what ``__all__`` exports (no
+    private module), so the core's internals can change without breaking it."""
+    import ast
+    from pathlib import Path
+
+    folder = Path(redis_toolkit_nb.__file__).parent / "notebook"
+    exported = set(redis_toolkit_nb.__all__)
+    for path in folder.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.level == 2:
+                assert node.module is None, f"{path.name} imports ..{node.module}"
+                names = {alias.name for alias in node.names}
+                assert names <= exported, f"{path.name}: {sorted(names - exported)} not exported"
+            if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                assert not node.module.startswith("redis_toolkit_nb."), (path.name, node.module)

@@ -167,29 +167,24 @@ class Dashboard:
         pattern = self.ch_pattern.value.strip() or "*"
         try:
             client = self.state.toolkit.client
-            names = sorted(
-                c.decode("utf-8", "backslashreplace") for c in client.pubsub_channels(pattern)
-            )
+            names = sorted(_text(c) for c in client.pubsub_channels(pattern))
             numsub = dict(client.pubsub_numsub(*names[:_MAX_LISTED])) if names else {}
             numpat = client.pubsub_numpat()
             try:
                 shard = sorted(
-                    c.decode("utf-8", "backslashreplace")
-                    for c in client.execute_command("PUBSUB", "SHARDCHANNELS", pattern)
+                    _text(c) for c in client.execute_command("PUBSUB", "SHARDCHANNELS", pattern)
                 )
                 shard_text = f"{len(shard)} shard channel(s)"
                 if shard:
                     counts = client.execute_command("PUBSUB", "SHARDNUMSUB", *shard[:_MAX_LISTED])
                     pairs = list(zip(counts[::2], counts[1::2], strict=False))
-                    shard_text += ": " + ", ".join(
-                        f"{escape(c.decode('utf-8', 'backslashreplace'))} ({n})" for c, n in pairs
-                    )
+                    shard_text += ": " + ", ".join(f"{escape(_text(c))} ({n})" for c, n in pairs)
             except redis.ResponseError:
                 shard_text = "sharded pub/sub: not supported by this server"
         except (ToolkitError, redis.RedisError) as exc:
             self.ch_summary.value = f'<span style="color:#c00">{escape(str(exc))}</span>'
             return []
-        counts = {k.decode("utf-8", "backslashreplace"): int(v) for k, v in numsub.items()}
+        counts = {_text(k): int(v) for k, v in numsub.items()}
         rows = [(n, counts.get(n, 0)) for n in names]
         more = f" (first {_MAX_LISTED} shown)" if len(names) > _MAX_LISTED else ""
         self.ch_summary.value = (
@@ -237,3 +232,8 @@ class Dashboard:
 
     def __repr__(self) -> str:
         return f"<Dashboard: {len(self.state.subscriptions)} subscription(s)>"
+
+
+def _text(name: bytes | str) -> str:
+    """A channel name from the server, as text (never fails on non-UTF-8 bytes)."""
+    return name.decode("utf-8", "backslashreplace") if isinstance(name, bytes) else name

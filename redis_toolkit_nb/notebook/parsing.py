@@ -11,7 +11,7 @@ import re
 import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import orjson
 from IPython.core.error import UsageError
@@ -169,7 +169,7 @@ class Payload:
         local = {"i": index} if index is not None else None
         try:
             # The user's own typed expression, never a received payload.
-            return eval(code, self.namespace, local)  # noqa: S307
+            return eval(code, cast("dict[str, Any]", self.namespace), local)  # noqa: S307
         except NameError as exc:
             # JSON literals (true/false/null) are names to Python: accept JSON as typed.
             try:

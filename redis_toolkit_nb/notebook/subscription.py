@@ -88,6 +88,7 @@ class Subscription:
             "print": self._print,
         }
         # The user's own cell body, compiled once; errors are counted by the dispatcher.
+        assert self._body is not None  # only installed with a body
         exec(self._body, self._namespace, local)  # noqa: S102
 
     def _print(self, *values: Any, sep: str | None = " ", end: str | None = "\n", **_: Any) -> None:
