@@ -50,6 +50,7 @@ def publish_many(
     prefix = _channel_prefix(channel)
     encode = codec.encode
     dumps, option, encode_error = codec._dumps, codec._OPTIONS, orjson.JSONEncodeError
+    check_finite = codec.check_finite
     try:
         conn = client.connection_pool.get_connection()
     except (redis.ConnectionError, redis.TimeoutError) as exc:
@@ -69,6 +70,9 @@ def publish_many(
                         payload = dumps(value, option=option)
                     except encode_error:
                         payload = encode(value)
+                    else:
+                        if payload.rfind(b"null") != -1:  # orjson writes NaN/Inf as null
+                            check_finite(value)
                 if len(payload) > limit:
                     check_size(payload, limit, channel)
             except (SerializationError, MessageTooLargeError) as exc:
