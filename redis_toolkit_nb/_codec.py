@@ -27,8 +27,9 @@ Legacy envelopes (``legacy=True``, ``RedisOptions.legacy_envelopes``): the origi
 redis-toolkit 0.4.0 wraps every value as ``{"__type__": t, "__data__": v}`` (written by
 Python's json, so NaN may appear inside), numpy arrays as ``{"__type__": "numpy",
 "__dtype__", "__shape__", "__data__"}``, and ``None`` as the bare text ``__NONE__``. Under
-``"auto"`` and ``"json"`` a dict with exactly those keys arrives as the value it carries. A
-type that would need unpickling is never decoded: it arrives as it is, counted and logged.
+``"auto"`` and ``"json"`` a dict with exactly those keys and a type name 0.4.0 writes arrives
+as the value it carries (any other dict stays a dict). A type that would need unpickling is
+never decoded: it arrives as it is, counted (``Decoder.unsafe``) and logged.
 """
 
 from __future__ import annotations
@@ -64,6 +65,7 @@ _NUMPY_KEYS = {"__type__", "__dtype__", "__shape__", "__data__"}
 # Envelope types that only an unsafe loader could decode (older redis-toolkit versions).
 _UNSAFE = frozenset({"pickle"})
 _MISSING: Any = object()
+_FINITE_LEAVES = frozenset({str, int, bool})
 
 
 class NotJSON(SerializationError, ValueError):
@@ -116,19 +118,33 @@ def _non_finite(obj: Any) -> tuple[list[str], float] | None:
     if isinstance(obj, float):
         return None if math.isfinite(obj) else ([], obj)
     if isinstance(obj, dict):
-        items: Any = ((f"[{k!r}]", v) for k, v in obj.items())
+        items: Any = obj.items()
+        part = "[{!r}]"
     elif isinstance(obj, (list, tuple)):
-        items = ((f"[{i}]", v) for i, v in enumerate(obj))
+        items = enumerate(obj)
+        part = "[{}]"
+    elif obj is None or isinstance(obj, (str, int)):
+        return None
     elif isinstance(obj, enum.Enum):
         return _non_finite(obj.value)
     elif dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        items = ((f".{f.name}", getattr(obj, f.name)) for f in dataclasses.fields(obj))
+        items = ((f.name, getattr(obj, f.name)) for f in dataclasses.fields(obj))
+        part = ".{}"
     else:
         return _non_finite_numpy(obj)
-    for part, item in items:
+    for key, item in items:
+        # Leaves are checked inline (this runs for every value holding a None): x - x is 0.0
+        # for a finite float, NaN for NaN and ±Infinity.
+        cls = item.__class__
+        if cls is float:
+            if item - item == 0.0:
+                continue
+            return [part.format(key)], item
+        if item is None or cls in _FINITE_LEAVES:
+            continue
         found = _non_finite(item)
         if found is not None:
-            found[0].append(part)
+            found[0].append(part.format(key))
             return found
     return None
 
