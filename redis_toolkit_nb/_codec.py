@@ -116,7 +116,7 @@ def check_finite(value: Any) -> None:
 def _non_finite(obj: Any) -> tuple[list[str], float] | None:
     """(path parts, innermost first; the number) of the first NaN/±Infinity in ``obj``."""
     if isinstance(obj, float):
-        return None if math.isfinite(obj) else ([], obj)
+        return None if math.isfinite(obj) else ([], float(obj))  # float(): numpy's float64
     if isinstance(obj, dict):
         items: Any = obj.items()
         part = "[{!r}]"
@@ -243,7 +243,7 @@ class Decoder:
             return data
         try:
             value = restore(inner, payload)
-        except (ValueError, TypeError, RecursionError):
+        except (ValueError, TypeError, LookupError, RecursionError):
             value = _MISSING
         return data if value is _MISSING else value
 
@@ -327,13 +327,14 @@ def decode(payload: bytes, mode: str = "auto", legacy: bool = True) -> Any:
     """Decode one payload as a subscriber with ``RedisOptions(decode=mode,
     legacy_envelopes=legacy)`` would (see the module docstring for the rules).
     Under ``"json"`` a payload that is not JSON raises ``NotJSON`` (a ``SerializationError``)."""
-    decoder = _DECODERS.get((mode, bool(legacy))) or Decoder(mode, legacy)
-    if mode == "raw":
-        return payload
+    if mode != "auto" and mode != "json":
+        if mode == "raw":
+            return payload
+        raise ValueError(f"decode mode {mode!r} is not one of {', '.join(DECODE_MODES)}")
     try:
         data = _loads(payload)
     except JSONDecodeError:
-        return decoder.fallback(payload)[0]
-    if decoder.legacy and data.__class__ is dict and "__type__" in data:
-        return decoder.unwrap(data, payload)
+        return _DECODERS[mode, bool(legacy)].fallback(payload)[0]
+    if legacy and data.__class__ is dict and "__type__" in data:
+        return _DECODERS[mode, True].unwrap(data, payload)
     return data

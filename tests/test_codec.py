@@ -282,6 +282,8 @@ def test_nan_in_a_numpy_array_is_refused_with_the_index():
         encode({"m": arr})
     with pytest.raises(SerializationError, match=r"cannot publish inf at value\[0\]"):
         encode([np.float32("inf")])
+    with pytest.raises(SerializationError, match=r"cannot publish nan at value\['x'\]:"):
+        encode({"x": np.float64("nan")})  # a float subclass
     assert encode({"m": np.zeros(2)}) == b'{"m":[0.0,0.0]}'
 
 
