@@ -53,10 +53,17 @@ VALUES = [
     {"blob": b"\xff\xfe", "nested": [b"ok", {"deep": bytearray(b"\x01")}]},
 ]
 NON_FINITE = [math.nan, math.inf, -math.inf, {"x": math.nan, "y": [math.inf]}]
+ARRAYS = [np.arange(6, dtype=np.int32).reshape(2, 3), np.array([1.5, np.nan, -np.inf])]
 
 
 def _same(got: object, want: object) -> bool:
     """Equal and of the same type, all the way down (NaN equal to NaN)."""
+    if isinstance(want, np.ndarray):
+        return (
+            isinstance(got, np.ndarray)
+            and (got.dtype, got.shape) == (want.dtype, want.shape)
+            and np.array_equal(got, want, equal_nan=want.dtype.kind == "f")
+        )
     if isinstance(want, float) and math.isnan(want):
         return isinstance(got, float) and math.isnan(got)
     if type(got) is not type(want):
@@ -154,7 +161,7 @@ def _old_toolkit(url: str, **kwargs: object) -> OldToolkit:
 
 @pytest.mark.parametrize("legacy", [True, False], ids=["option on", "option off"])
 def test_a_0_4_0_publisher_reaches_our_subscriber(server, legacy):
-    sent = VALUES + NON_FINITE
+    sent = VALUES + NON_FINITE + ARRAYS
     got: list = []
     with RedisToolkit(
         url=server.url,
@@ -177,9 +184,11 @@ def test_a_0_4_0_publisher_reaches_our_subscriber(server, legacy):
         for value, data in zip(sent, got, strict=True):
             if value is None:
                 assert data == "__NONE__"
-            elif any(v is value for v in NON_FINITE):
+            elif any(v is value for v in NON_FINITE) or value is ARRAYS[1]:
                 # Python's json wrote NaN/Infinity into the envelope: not JSON, so text.
                 assert isinstance(data, str) and data.startswith('{"__type__": ')
+            elif isinstance(value, np.ndarray):
+                assert isinstance(data, dict) and data["__type__"] == "numpy"
             else:
                 assert isinstance(data, dict) and set(data) == {"__type__", "__data__"}
 
