@@ -276,7 +276,8 @@ class Dispatcher:
                         continue
                     self.raw_payloads += as_text
                 else:
-                    # Only a dict with a "__type__" key pays for the legacy envelope check.
+                    # A redis-toolkit 0.4.0 envelope? One class test and one key lookup per
+                    # message; only a dict with a "__type__" key is examined further.
                     if unwrap is not None and data.__class__ is dict and "__type__" in data:
                         data = unwrap(data, payload)
             delivered += 1
