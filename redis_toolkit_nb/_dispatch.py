@@ -69,6 +69,7 @@ class Dispatcher:
         self._on_message = on_message
         self._buffer = buffer
         self._mode = options.decode
+        self._decoder = codec.Decoder(options.decode, options.legacy_envelopes)
         self._max = options.queue_size
         self._policy = options.overflow
         self._preview = options.max_log_size
@@ -292,6 +293,8 @@ class Dispatcher:
         mode = self._mode
         loads = codec._loads
         decode_error = codec.JSONDecodeError
+        fallback = self._decoder.fallback
+        unwrap = self._decoder.unwrap if self._decoder.legacy else None
         buffer_append = self._buffer.append if self._buffer is not None else None
         handler = self._handler
         on_message = self._on_message
@@ -321,16 +324,19 @@ class Dispatcher:
                 try:
                     data = loads(payload)
                 except decode_error:
-                    if mode == "json":
-                        try:
-                            data = codec.decode_json_fallback(payload)
-                        except codec.NotJSON:
-                            failed += 1
-                            self._decode_failed(channel, payload, self.decode_errors + failed)
-                            continue
-                    else:
-                        data = codec.decode_fallback(payload)
-                        self.raw_payloads += 1
+                    # The codec's rules for what orjson refused (the same as codec.decode).
+                    try:
+                        data, as_text = fallback(payload)
+                    except codec.NotJSON:
+                        failed += 1
+                        self._decode_failed(channel, payload, self.decode_errors + failed)
+                        continue
+                    self.raw_payloads += as_text
+                else:
+                    # A redis-toolkit 0.4.0 envelope? One class test and one key lookup per
+                    # message; only a dict with a "__type__" key is examined further.
+                    if unwrap is not None and data.__class__ is dict and "__type__" in data:
+                        data = unwrap(data, payload)
             # Every user callback follows a check, with no other call in between (_halt).
             if self._halted:
                 break

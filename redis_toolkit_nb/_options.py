@@ -65,6 +65,10 @@ class RedisOptions:
     #: Payload decoding: ``"auto"`` (JSON, else text, else bytes), ``"json"`` (non-JSON is a
     #: decode error) or ``"raw"`` (bytes as received).
     decode: str = "auto"
+    #: Deliver the original redis-toolkit 0.4.0's typed envelopes (``{"__type__": "int",
+    #: "__data__": 5}``, ``__NONE__``) as the values they carry, under ``"auto"`` and ``"json"``
+    #: decoding; False delivers them as they are (dicts, text).
+    legacy_envelopes: bool = True
     #: Seconds of silence after which the subscriber PINGs; no reply within as long again and
     #: the link is treated as dead and re-established.
     health_check_interval: float = 15.0
@@ -128,6 +132,12 @@ class RedisOptions:
             "decode",
             self.decode,
             f"must be one of {', '.join(DECODE_MODES)}",
+        )
+        _check(
+            isinstance(self.legacy_envelopes, bool),
+            "legacy_envelopes",
+            self.legacy_envelopes,
+            "must be True or False",
         )
         _positive("health_check_interval", self.health_check_interval)
         _positive("subscribe_timeout", self.subscribe_timeout)

@@ -43,6 +43,7 @@ def publish_many(
     prefix = _channel_prefix(channel)
     encode = codec.encode
     dumps, option, encode_error = codec._dumps, codec._OPTIONS, orjson.JSONEncodeError
+    check_finite = codec.check_finite
     limit = cap.limit
     # Connecting (and authenticating) happens here: wrap it like every other failure.
     with boundary(client, f"publish to {channel!r}", PublishError):
@@ -61,6 +62,9 @@ def publish_many(
                         payload = dumps(value, option=option)
                     except encode_error:
                         payload = encode(value)
+                    else:
+                        if payload.rfind(b"null") != -1:  # orjson writes NaN/Inf as null
+                            check_finite(value)
                 if len(payload) > limit:
                     cap.check(len(payload), channel)  # raises, or learnt the server's cap
                     limit = cap.limit
