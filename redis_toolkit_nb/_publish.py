@@ -21,6 +21,8 @@ from .exceptions import MessageTooLargeError, PublishError, SerializationError
 
 #: Commands packed into one write by ``publish_many``.
 CHUNK = 2000
+# redis-py before 5.3 requires a command name here; from 5.3 on, passing one is deprecated.
+_POOL_ARGS = ("PUBLISH",) if tuple(map(int, redis.__version__.split(".")[:2])) < (5, 3) else ()
 # Values codec.encode sends as they are (binary), rather than as JSON.
 _AS_IS = frozenset({bytes, bytearray, memoryview})
 
@@ -51,7 +53,7 @@ def publish_many(
     encode = codec.encode
     dumps, option, encode_error = codec._dumps, codec._OPTIONS, orjson.JSONEncodeError
     try:
-        conn = client.connection_pool.get_connection()
+        conn = client.connection_pool.get_connection(*_POOL_ARGS)
     except (redis.ConnectionError, redis.TimeoutError) as exc:
         # Connecting (and authenticating) happens here: wrap it like every other failure.
         raise connection_error(client, exc, "publish") from exc
