@@ -671,10 +671,12 @@ Notes:
   toolkit/ceiling is what the toolkit's safety (a reader thread, a bounded queue, a
   dispatcher, stats) costs; issue 8's target is >= 0.8x with every message of the burst.
 - valkey-glide-sync subscribes through its configuration and calls back per message (its Rust
-  core reads the socket; it buffers without limit, hence its peak RSS on a burst).
+  core reads the socket and queues what the callback has not taken yet, without limit: hence
+  its peak RSS). After a server cut-off it reconnects and resubscribes, and counts on.
 - Peak RSS is the worker process's VmHWM (the most it had resident), worst round.
 - redis-py, redis-toolkit 0.4.0 and the ceiling rates count only what they handled before
-  being cut off.
+  being cut off: the ceiling has no backlog, so it is cut off whenever it falls 32 MB behind
+  the publisher, and its rate then covers the part of the burst it handled.
 - The redis-benchmark row is its own limit with one connection and 64 commands per write;
   publish_many writes 2,000 per write and can exceed it.
 """
