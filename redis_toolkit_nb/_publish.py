@@ -22,6 +22,8 @@ from .exceptions import MessageTooLargeError, PublishError, SerializationError
 
 #: Commands packed into one write by ``publish_many``.
 CHUNK = 2000
+# redis-py before 5.3 requires a command name here; from 5.3 on, passing one is deprecated.
+_POOL_ARGS = ("PUBLISH",) if tuple(map(int, redis.__version__.split(".")[:2])) < (5, 3) else ()
 # Values codec.encode sends as they are (binary), rather than as JSON.
 _AS_IS = frozenset({bytes, bytearray, memoryview})
 
@@ -47,7 +49,7 @@ def publish_many(
     limit = cap.limit
     # Connecting (and authenticating) happens here: wrap it like every other failure.
     with boundary(client, f"publish to {channel!r}", PublishError):
-        conn = client.connection_pool.get_connection()
+        conn = client.connection_pool.get_connection(*_POOL_ARGS)
     batch = _Chunks(client, conn)
     append = batch.parts.append
     ok = False

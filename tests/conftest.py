@@ -105,6 +105,8 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     for engine in sorted(ENGINES):
         lines.append(f"engine {engine}: {ENGINES[engine]() or 'MISSING'}")
     lines.append(f"REDIS_URL in environment: {'yes' if os.environ.get('REDIS_URL') else 'no'}")
+    # tests/test_redis_floor.py reads this line to check which redis-py really ran.
+    lines.append(f"redis-py {redis.__version__} from {os.path.dirname(redis.__file__)}")
     return lines
 
 

@@ -3,6 +3,7 @@ row of its table. The full run, and its figures, stay out of the test suite."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import subprocess
@@ -13,18 +14,25 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 
+CEILING = "raw socket + hiredis batch loop, one thread (the practical Python ceiling)"
+# valkey-glide is in the bench extra but optional: without it its rows say so.
+GLIDE = importlib.util.find_spec("glide_sync") is not None
+
 # (measurement, contender) of every row the report must hold.
 ROWS = [
     ("ingest, channel", "redis_toolkit_nb"),
+    ("ingest, channel", CEILING),
     ("ingest, channel", "redis-py get_message + orjson.loads"),
     ("ingest, channel", "redis-toolkit 0.4.0"),
     ("ingest, pattern", "redis_toolkit_nb"),
+    ("ingest, pattern", CEILING),
     ("ingest, pattern", "redis-py get_message + orjson.loads"),
     ("burst of 102,400", "redis_toolkit_nb, default options"),
     (
         "burst of 102,400",
         "redis_toolkit_nb, max_backlog_bytes=0 (the 100,000 queue alone; drop_oldest)",
     ),
+    ("burst of 102,400", CEILING),
     ("burst of 102,400", "redis-py get_message + orjson.loads"),
     ("burst of 102,400", "redis-toolkit 0.4.0"),
     ("bulk publish", "publish_many(), 20,000 dicts"),
@@ -57,10 +65,20 @@ def test_quick_benchmark_prints_every_row(tmp_path):
         assert label in out
     assert re.search(r"server redis-server \d+\.\d+", out)
     rows = {}
+    glide = {}
     for line in out.splitlines():
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
         if len(cells) == 7:
             rows[(cells[0], cells[1])] = cells
+            if cells[1].startswith("valkey-glide-sync"):
+                glide[cells[0]] = cells
+    # glide has a row in each subscriber section: measured when installed, else saying so.
+    assert set(glide) == {"ingest, channel", "ingest, pattern", "burst of 102,400"}, out
+    for cells in glide.values():
+        if GLIDE:
+            assert re.search(r"\d+k? msg/s", cells[2]) and "%" in cells[3], cells
+        else:
+            assert cells[2].startswith("not installed"), cells
     for key in ROWS:
         assert key in rows, f"row {key} missing from:\n{out}"
         cells = rows[key]
@@ -69,8 +87,16 @@ def test_quick_benchmark_prints_every_row(tmp_path):
     for key in ROWS:
         if key[0].startswith(("ingest", "burst", "latency")):
             assert re.search(r"\d", rows[key][3]), f"row {key} has no delivery figure"
+    # Every subscriber row of a section is compared with the ceiling of the same run.
+    for key in ROWS:
+        if key[0].startswith(("ingest", "burst")):
+            assert re.search(r"\d\.\d\dx ceiling", rows[key][5]), f"row {key}: {rows[key][5]}"
+            assert re.search(r"peak RSS \d+ MB", rows[key][2]), f"row {key}: {rows[key][2]}"
     verdicts = [rows[k][6] for k in ROWS if rows[k][6] and rows[k][6] != "reported"]
-    assert len(verdicts) == 6 and all(v.endswith(("PASS", "MISS")) for v in verdicts)
+    assert len(verdicts) == 6
+    parts = [p for v in verdicts for p in v.split("; ")]
+    assert all(p.endswith(("PASS", "MISS")) for p in parts), verdicts
+    assert sum("ceiling" in p for p in parts) == 2, verdicts  # ingest, channel and the burst
     # The smoke run's sizes fit every buffer: the toolkit loses nothing and is never cut off.
     burst = rows[("burst of 102,400", "redis_toolkit_nb, default options")]
     assert burst[3].startswith("102,400 of 102,400") and burst[4] == "0"
