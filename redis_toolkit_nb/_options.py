@@ -51,8 +51,12 @@ class RedisOptions:
     # --- this toolkit's own ---------------------------------------------------------------
     #: Newest messages each subscriber keeps for inspection (``subscriber.buffer``); 0: none.
     buffer_size: int = 1000
-    #: Messages that may wait for the handler before ``overflow`` applies.
-    queue_size: int = 100_000
+    #: Parsed messages that may wait for the handler. A burst beyond it waits unparsed in the
+    #: reader's backlog (``max_backlog_bytes``), where it is compact and costs the garbage
+    #: collector nothing: a larger queue only slows ingest (measured: 100,000 parsed messages
+    #: alive made ingest ~20% slower). With ``max_backlog_bytes=0`` this queue alone absorbs
+    #: bursts, and ``overflow`` applies when it is full.
+    queue_size: int = 10_000
     #: What happens when the handler falls ``queue_size`` messages behind:
     #: ``"drop_oldest"`` (keep the newest), ``"drop_newest"`` (keep the oldest), or ``"block"``
     #: (stop reading; the server may then disconnect the subscriber, which reconnects and
