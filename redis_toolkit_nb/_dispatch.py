@@ -62,10 +62,17 @@ class Dispatcher:
         on_message: Callable[[Record], object] | None = None,
         awaiting: Callable[[], bool] = lambda: False,
         on_fatal: Callable[[BaseException], Any] = lambda exc: None,
+        pull: Callable[[Callable[[], int]], tuple[Batch, float] | None] | None = None,
     ) -> None:
         self._handler = handler
         self._awaiting = awaiting
         self._on_fatal = on_fatal
+        #: Parses the next replies straight from the reader's byte pump, unless batches are
+        #: queued (``pull(len_of_queue)``): what is delivered is parsed right before, in the
+        #: cache, and few parsed messages are ever alive at once (see ``_reader.pull``).
+        self._pull = pull
+        #: Bumped by ``wake()`` whenever the reader has new bytes.
+        self._data = 0
         self._on_message = on_message
         self._buffer = buffer
         self._mode = options.decode
@@ -142,6 +149,13 @@ class Dispatcher:
                         batch = batch[n - self._max :]
             self._batches.append((received_at, batch))
             self.pending += len(batch)
+            if self._idle:
+                self._cv.notify()
+
+    def wake(self) -> None:
+        """New bytes wait in the reader's pump: pull them (called by the reader)."""
+        with self._cv:
+            self._data += 1
             if self._idle:
                 self._cv.notify()
 
@@ -254,21 +268,38 @@ class Dispatcher:
     def _run(self) -> None:
         cv = self._cv
         batches = self._batches
+        pull = self._pull
+        queued = batches.__len__
         while True:
+            batch: Batch | None = None
             with cv:
-                while not batches:
-                    if self._stopping or self._halted:
-                        return
-                    self._idle = True
-                    cv.wait()
-                self._idle = False
                 if self._halted:
                     return
-                received_at, batch = batches.popleft()
-                self.pending -= len(batch)
-                self.in_progress = len(batch)
-                if self._policy == "block":
-                    cv.notify_all()
+                if batches:
+                    received_at, batch = batches.popleft()
+                    self.pending -= len(batch)
+                    self.in_progress = len(batch)
+                    if self._policy == "block":
+                        cv.notify_all()
+                seen = self._data
+                stopping = self._stopping
+            if batch is None and pull is not None and not stopping:
+                got = pull(queued)
+                if got is not None:
+                    batch, received_at = got
+                    with cv:
+                        self.received += len(batch)
+                        self.in_progress = len(batch)
+            if batch is None:
+                with cv:
+                    if batches or self._data != seen:
+                        continue
+                    if self._stopping:
+                        return
+                    self._idle = True
+                    cv.wait(0.5)
+                    self._idle = False
+                continue
             if self.paused:
                 delivered, failed, skipped = 0, 0, len(batch)
             else:

@@ -85,6 +85,7 @@ class Reader:
         *,
         on_batch: Callable[[Batch, float, bool], None],
         room: Callable[[], int] = lambda: _MAX_BATCH,
+        on_data: Callable[[], None] = lambda: None,
         max_backlog: int = 256 * 1024 * 1024,
         name: str,
         retry_delay: float,
@@ -105,6 +106,7 @@ class Reader:
                 self._conn_kwargs[key] = connect_timeout
         self._on_batch = on_batch
         self._room = room
+        self._on_data = on_data
         self._max_backlog = max_backlog
         self._read_cap = max(max_backlog, _READ_AHEAD)
         self._retry_delay = retry_delay
@@ -119,6 +121,12 @@ class Reader:
             where=self._conn_kwargs,
         )
         self.pump = BytePump()
+        # The pump is parsed by the dispatcher (``pull``) and, when it must, by this thread:
+        # one lock keeps the replies in order whoever parses them.
+        self._pump_lock = threading.Lock()
+        # True while this thread hands a parsed batch over (outside the lock: under "block"
+        # it may wait for room); the dispatcher pulls nothing meanwhile, so order holds.
+        self._handing_over = False
 
         self.attempts = 0
         self.disconnects = 0
@@ -162,6 +170,22 @@ class Reader:
     @property
     def alive(self) -> bool:
         return self._thread.is_alive()
+
+    def pull(self, queued: Callable[[], int]) -> tuple[Batch, float] | None:
+        """The next messages, parsed now (the dispatcher's thread calls this); None when
+        nothing complete is waiting, or when ``queued()``: batches this thread parsed earlier
+        come first. Confirmations and PONGs met on the way go to the subscription state."""
+        with self._pump_lock:
+            pump = self.pump
+            while not queued() and not self._handing_over and pump.waiting:
+                msgs, others, t = pump.parse(time.monotonic() + _DRAIN_EVERY, _MAX_BATCH)
+                if others:
+                    self.subs.on_replies(others)
+                if msgs:
+                    return msgs, t
+                if not others:
+                    break  # only part of a reply so far
+        return None
 
     def _wake(self) -> None:
         try:
@@ -230,7 +254,8 @@ class Reader:
         sock = conn._sock  # redis-py did the handshake; the hot path reads the socket directly
         sock.setblocking(False)
         self._sock = sock
-        self.pump = BytePump()
+        with self._pump_lock:
+            self.pump = BytePump()
         if self.subs.ever_connected:
             self.reconnects += 1
             logger.warning("subscriber %s reconnected; resubscribing", self.name)
@@ -282,41 +307,38 @@ class Reader:
             if subs.has_commands:
                 self._write(*subs.take())
             limit, force = self._limit()
-            if not (limit and pump.waiting):
-                # Nothing to parse now: wait for bytes, a wake-up, or the next health check.
-                if pump.waiting:
-                    timeout = 2  # ms: read more, or parse as soon as the queue has room
-                elif subs.refused_waiting():
-                    timeout = 250
+            parsed = bool(limit and pump.waiting) and self._parse(
+                clock() + _DRAIN_EVERY, limit, force
+            )
+            if pump.size >= self._read_cap:
+                # Read-ahead full: wait for the dispatcher to take some (the kernel's and
+                # then the server's buffers hold the rest meanwhile).
+                self._pause(0.002)
+                continue
+            # Wait for bytes, a wake-up (a command to write), or the next health check.
+            readable = False
+            timeout = 250 if subs.refused_waiting() else hc_ms
+            for fd, _ev in poller.poll(0 if parsed else timeout):
+                if fd == sock_fd:
+                    readable = True
                 else:
-                    timeout = hc_ms
-                readable = False
-                for fd, _ev in poller.poll(timeout):
-                    if fd == sock_fd:
-                        readable = True
-                    else:
-                        self._drain_wake()
-                if not readable:
-                    if pump.waiting:
-                        continue
-                    now = clock()
-                    if now - last_rx >= self._hc:
-                        if not ping_sent:
-                            ping_sent = now
-                            self._write(subs.ping())
-                        elif now - ping_sent >= self._hc:
-                            self._lost(LinkDead(f"no reply to PING for {self._hc:g} s"))
-                    if subs.refused_waiting() and now >= retry_at:
-                        retry_at = now + self._retry_delay
-                        subs.retry_refused()
-                    continue
-            if pump.size < self._read_cap:
+                    self._drain_wake()
+            now = clock()
+            if readable:
                 if self._drain(sock, buf):
-                    last_rx = clock()
+                    last_rx = now
                     ping_sent = 0.0
-                limit, force = self._limit()
-            if limit and pump.waiting:
-                self._parse(clock() + _DRAIN_EVERY, limit, force)
+                    self._on_data()
+                continue
+            if now - last_rx >= self._hc:
+                if not ping_sent:
+                    ping_sent = now
+                    self._write(subs.ping())
+                elif now - ping_sent >= self._hc:
+                    self._lost(LinkDead(f"no reply to PING for {self._hc:g} s"))
+            if subs.refused_waiting() and now >= retry_at:
+                retry_at = now + self._retry_delay
+                subs.retry_refused()
         # Stopping: what was already read completely is handed on (stop() delivers what is
         # queued); a reply cut short by the stop is dropped.
         self._hand_on_rest(0.0)
@@ -339,28 +361,36 @@ class Reader:
                 self._lost(exc)
             if n == 0:
                 self._lost(ConnectionError("server closed the connection"))
-            pump.add(t, buf[:n])
+            with self._pump_lock:
+                pump.add(t, buf[:n])
             got = True
             if pump.size >= self._read_cap or (n < _CHUNK and not (pending_ssl and pending_ssl())):
                 return got
 
     def _limit(self) -> tuple[int, bool]:
-        """How many replies to parse now, and whether to hand them over whatever the queue's
-        room (``force``)."""
+        """How many replies this thread parses now, and whether to hand them over whatever
+        the queue's room (``force``). Mostly none: the dispatcher parses what it delivers."""
         if self.pump.size >= self._max_backlog:
             return _MAX_BATCH, False  # past the backlog cap the overflow policy applies
         if self.subs.awaiting:
             # A confirmation waits somewhere behind the backlog: parse ahead until it is found
             # (the queue holds the messages before it beyond queue_size for that long).
             return _MAX_BATCH, True
-        return min(self._room(), _MAX_BATCH), False
+        return 0, False
 
     def _parse(self, until: float, limit: int, force: bool) -> int:
-        msgs, others, t = self.pump.parse(until, limit)
-        if others:
-            self.subs.on_replies(others)
+        with self._pump_lock:
+            msgs, others, t = self.pump.parse(until, limit)
+            if others:
+                self.subs.on_replies(others)
+            # Until these are queued, the dispatcher pulls nothing that comes after them.
+            self._handing_over = bool(msgs)
         if msgs:
-            self._on_batch(msgs, t, force)
+            try:
+                self._on_batch(msgs, t, force)  # may wait for room ("block"): lock released
+            finally:
+                self._handing_over = False
+                self._on_data()
         return len(msgs) + len(others)
 
     def _lost(self, exc: BaseException) -> NoReturn:
@@ -392,7 +422,9 @@ class Reader:
                     continue
             if not self._parse(float("inf"), limit, False):
                 break
-        if self.pump.discard_partial():
+        with self._pump_lock:
+            cut = self.pump.discard_partial()
+        if cut:
             self.truncated += 1
             logger.warning(
                 "subscriber %s: the link ended in the middle of a reply; dropped the part of it "

@@ -87,11 +87,13 @@ class Subscriber:
             on_message=on_message,
             awaiting=lambda: self._reader.subs.awaiting,
             on_fatal=self._fatal,
+            pull=lambda queued: self._reader.pull(queued),
         )
         self._reader = Reader(
             client,
             on_batch=self._dispatcher.put,
             room=self._dispatcher.room,
+            on_data=self._dispatcher.wake,
             max_backlog=self.options.max_backlog_bytes,
             name=self.name,
             retry_delay=float(self.options.subscriber_retry_delay),
