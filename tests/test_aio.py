@@ -229,3 +229,32 @@ def test_top_level_await_in_a_real_kernel(tmp_path):
     assert out(2).strip() == "{'got': [1, 2]}"
     assert json.loads(out(3)) == {"n": 501, "last": "end", "dropped": 0}
     assert out(4).strip() == "closed"
+
+
+@pytest.mark.parametrize("mode", ["auto", "json", "raw"])
+def test_listen_decodes_by_the_subscribers_rules_and_counts(server, mode):
+    async def main() -> None:
+        options = RedisOptions(decode=mode)
+        async with RedisToolkit(url=server.url, options=options) as t:
+            async with t.listen("aio:mixed") as stream:
+                for payload in (b'{"a": 1}', b"plain text", b"\xff\xfe", b"[1, 2]"):
+                    await t.publisher("aio:mixed", payload)
+                got = []
+                while True:
+                    try:
+                        got.append((await asyncio.wait_for(stream.__anext__(), 0.5))[1])
+                    except asyncio.TimeoutError:
+                        break
+                s = stream.stats
+        assert s.received == 4
+        assert s.received == s.delivered + s.dropped + s.decode_errors + s.skipped + s.pending
+        if mode == "auto":
+            assert got == [{"a": 1}, "plain text", b"\xff\xfe", [1, 2]]
+            assert (s.raw_payloads, s.decode_errors) == (2, 0)
+        elif mode == "json":
+            assert got == [{"a": 1}, [1, 2]]
+            assert (s.raw_payloads, s.decode_errors, s.delivered) == (0, 2, 2)
+        else:
+            assert got == [b'{"a": 1}', b"plain text", b"\xff\xfe", b"[1, 2]"]
+
+    asyncio.run(main())
