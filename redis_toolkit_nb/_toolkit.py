@@ -150,8 +150,9 @@ class RedisToolkit:
     # ---- cleanup -----------------------------------------------------------------------------
     def cleanup(self) -> None:
         """Stop the subscriber, join its threads and close the connections. Idempotent."""
-        if "_request_reply" in self.__dict__:
-            self._request_reply.close()
+        request_reply = self.__dict__.get("_request_reply")
+        if request_reply is not None:
+            request_reply.close()
         if self.subscriber is not None:
             self.subscriber.stop()
         if not self._closed:
