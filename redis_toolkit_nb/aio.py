@@ -13,10 +13,13 @@ cell)::
 
 It wraps a sync ``RedisToolkit`` (``t.sync``) and keeps its promises: the same options,
 figures, reconnection, bounded buffering with counted drops and cleanup. Messages are read
-by the sync subscriber's batch reader on its own threads and handed to the loop in batches;
-publishing runs on a small thread pool of the toolkit's own (a ``PUBLISH`` round trip does not
-block the loop). Callbacks given to ``message_handler`` or ``serve()`` run on the
-subscriber's thread, as in the sync API: use ``listen()`` to handle messages in the loop.
+by the sync subscriber's batch reader on its own threads and handed to the loop in batches.
+A single ``publisher()`` goes through a ``redis.asyncio`` client for the toolkit's URL (twice
+the rate of a thread-pool hop, measured: ~15k against ~7.5k awaited publishes/s); bulk
+publishing, and everything when the toolkit wraps an existing client, runs on a small thread
+pool of the toolkit's own, so no round trip blocks the loop. Callbacks given to
+``message_handler`` or ``serve()`` run on the subscriber's thread, as in the sync API: use
+``listen()`` to handle messages in the loop.
 """
 
 from __future__ import annotations
@@ -30,10 +33,14 @@ from functools import partial
 from typing import Any
 
 import redis
+import redis.asyncio
 
+from . import _codec as codec
 from ._aio_listen import DEFAULT_PENDING, Listener
+from ._connection import connection_error
 from ._inbox import Waiter
 from ._options import RedisOptions
+from ._publish import check_size
 from ._reqreply import (
     RequestReply,
     RequestStats,
@@ -99,6 +106,23 @@ class RedisToolkit:
         self._executor = ThreadPoolExecutor(max_workers, thread_name_prefix="rtk-aio")
         self._listeners: weakref.WeakSet[Listener] = weakref.WeakSet()
         self._closed = False
+        # redis.asyncio connections belong to the loop that made them: one client per loop.
+        self._aclient: tuple[asyncio.AbstractEventLoop, redis.asyncio.Redis] | None = None
+
+    def _async_client(self) -> redis.asyncio.Redis | None:
+        """The ``redis.asyncio`` client of the running loop (None: the toolkit wraps an
+        existing sync client, whose settings cannot be copied faithfully)."""
+        url = self.sync._url
+        if url is None:
+            return None
+        loop = asyncio.get_running_loop()
+        if self._aclient is None or self._aclient[0] is not loop:
+            opts = self.sync.options
+            kwargs: dict[str, Any] = {"socket_connect_timeout": opts.connect_timeout}
+            if opts.max_connections is not None:
+                kwargs["max_connections"] = opts.max_connections
+            self._aclient = (loop, redis.asyncio.Redis.from_url(url, **kwargs))
+        return self._aclient[1]
 
     async def _run(self, fn: Callable[..., Any], *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self._executor, partial(fn, *args))
@@ -107,7 +131,16 @@ class RedisToolkit:
     async def publisher(self, channel: str | bytes, data: Any) -> int:
         """Serialize and publish ``data``; return the number of receivers (see the sync
         ``publisher``)."""
-        return await self._run(self.sync.publisher, channel, data)
+        client = self._async_client()
+        if client is None:
+            return await self._run(self.sync.publisher, channel, data)
+        # The same checks and error mapping as the sync publisher(), before anything is sent.
+        payload = codec.encode(data)
+        check_size(payload, self.sync.options.max_value_size, channel)
+        try:
+            return await client.publish(channel, payload)
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            raise connection_error(self.sync.client, exc, "publish") from exc
 
     publish = publisher
 
@@ -127,7 +160,7 @@ class RedisToolkit:
         waiter = _waiter(loop, future, 1)
         key, request = make_request(rr.replies, waiter, data)
         try:
-            receivers = await self._run(self.sync.publisher, channel, request)
+            receivers = await self.publisher(channel, request)
             if receivers:
                 await asyncio.wait([future], timeout=timeout)
         finally:
@@ -148,7 +181,7 @@ class RedisToolkit:
         waiter = _waiter(loop, future, acks)
         key, message = ack_message(rr.acks, waiter, message)
         try:
-            if await self._run(self.sync.publisher, channel, message):
+            if await self.publisher(channel, message):
                 await asyncio.wait([future], timeout=timeout)
         finally:
             rr.acks.forget(key)
@@ -215,6 +248,11 @@ class RedisToolkit:
         for listener in listeners:
             await self._run(listener.close)
         await self._run(self.sync.cleanup)
+        if self._aclient is not None:
+            loop, client = self._aclient
+            self._aclient = None
+            if loop is asyncio.get_running_loop():
+                await client.aclose()
         # The pool's threads are idle now: they end at once.
         self._executor.shutdown(wait=True)
 

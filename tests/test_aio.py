@@ -258,3 +258,33 @@ def test_listen_decodes_by_the_subscribers_rules_and_counts(server, mode):
             assert got == [b'{"a": 1}', b"plain text", b"\xff\xfe", b"[1, 2]"]
 
     asyncio.run(main())
+
+
+def test_async_publisher_checks_and_errors_match_the_sync_one(make_server):
+    from redis_toolkit_nb import MessageTooLargeError, SerializationError, ToolkitConnectionError
+
+    srv = make_server("redis", password="aio-s3cret")
+    options = RedisOptions(max_value_size=1000, connect_timeout=1.0)
+    t = RedisToolkit(url=srv.url, options=options)
+    wrapped = RedisToolkit(redis.Redis.from_url(srv.url))  # an existing client: thread pool
+
+    async def first() -> None:
+        assert await t.publisher("aio:x", {"ok": 1}) == 0
+        assert await wrapped.publisher("aio:x", {"ok": 1}) == 0
+        with pytest.raises(MessageTooLargeError):
+            await t.publisher("aio:x", "x" * 2000)
+        with pytest.raises(SerializationError):
+            await t.publisher("aio:x", {1, 2})
+
+    async def second() -> None:
+        # A new loop (a second asyncio.run): the toolkit makes a new async client for it.
+        assert await t.publisher("aio:x", 2) == 0
+        srv.stop()
+        with pytest.raises(ToolkitConnectionError) as info:
+            await t.publisher("aio:x", 3)
+        assert "aio-s3cret" not in str(info.value)
+        await t.cleanup()
+        await wrapped.cleanup()
+
+    asyncio.run(first())
+    asyncio.run(second())
