@@ -33,7 +33,7 @@ from functools import partial
 from typing import Any
 
 import redis
-import redis.asyncio
+import redis.asyncio as aioredis
 
 from . import _codec as codec
 from ._aio_listen import DEFAULT_PENDING, Listener
@@ -107,9 +107,9 @@ class RedisToolkit:
         self._listeners: weakref.WeakSet[Listener] = weakref.WeakSet()
         self._closed = False
         # redis.asyncio connections belong to the loop that made them: one client per loop.
-        self._aclient: tuple[asyncio.AbstractEventLoop, redis.asyncio.Redis] | None = None
+        self._aclient: tuple[asyncio.AbstractEventLoop, aioredis.Redis] | None = None
 
-    def _async_client(self) -> redis.asyncio.Redis | None:
+    def _async_client(self) -> aioredis.Redis | None:
         """The ``redis.asyncio`` client of the running loop (None: the toolkit wraps an
         existing sync client, whose settings cannot be copied faithfully)."""
         url = self.sync._url
@@ -121,7 +121,7 @@ class RedisToolkit:
             kwargs: dict[str, Any] = {"socket_connect_timeout": opts.connect_timeout}
             if opts.max_connections is not None:
                 kwargs["max_connections"] = opts.max_connections
-            self._aclient = (loop, redis.asyncio.Redis.from_url(url, **kwargs))
+            self._aclient = (loop, aioredis.Redis.from_url(url, **kwargs))
         return self._aclient[1]
 
     async def _run(self, fn: Callable[..., Any], *args: Any) -> Any:
