@@ -206,11 +206,12 @@ class RequestReply:
         if not callable(fn):
             raise TypeError(f"serve() needs a function, not {type(fn).__name__}")
         tk = self._tk
+        text = channel.decode("utf-8", "replace") if isinstance(channel, bytes) else channel
         sub = Subscriber(
             tk.client,
             handler=self._responder(fn),
             options=tk.options.replace(buffer_size=0, decode="auto"),
-            name=f"rtk-serve-{channel if isinstance(channel, str) else channel!r}",
+            name=f"rtk-serve-{text}",
         )
         with self._lock:
             self._served.append(sub)

@@ -189,6 +189,17 @@ KERNEL_CELLS = [
     "    await s.publisher('nb:p:end', 'end')\n"
     "    seen = [d async for _, d in _take(stream, 501)]\n"
     "print(json.dumps({'n': len(seen), 'last': seen[-1], 'dropped': stream.stats.dropped}))",
+    # A reconnect while listen() is iterating, in the kernel's own loop.
+    "async with t.listen('nb:live') as live:\n"
+    "    await s.publisher('nb:live', 1)\n"
+    "    first = (await live.__anext__())[1]\n"
+    "    killed = t.client.client_kill_filter(_type='pubsub')\n"
+    "    while live.stats.reconnects < 1 or t.client.pubsub_numsub('nb:live')[0][1] < 1:\n"
+    "        await asyncio.sleep(0.02)\n"
+    "    await s.publisher('nb:live', 2)\n"
+    "    second = (await asyncio.wait_for(live.__anext__(), 10))[1]\n"
+    "print(json.dumps({'first': first, 'second': second, 'killed': killed,\n"
+    "    'reconnects': live.stats.reconnects}))",
     "await t.cleanup()\nawait s.cleanup()\nprint('closed')",
 ]
 HELPER = (
@@ -224,11 +235,14 @@ def test_top_level_await_in_a_real_kernel(tmp_path):
         nbclient.NotebookClient(nb, km=km, timeout=60).execute()
 
     def out(i: int) -> str:
-        return "".join(o.get("text", "") for o in nb.cells[i].outputs if o.output_type == "stream")
+        return "".join(o["text"] for o in nb.cells[i].outputs if o.get("name") == "stdout")
 
     assert out(2).strip() == "{'got': [1, 2]}"
     assert json.loads(out(3)) == {"n": 501, "last": "end", "dropped": 0}
-    assert out(4).strip() == "closed"
+    live = json.loads(out(4))
+    assert live["first"] == 1 and live["second"] == 2
+    assert live["killed"] >= 1 and live["reconnects"] >= 1  # the fault really happened
+    assert out(5).strip() == "closed"
 
 
 @pytest.mark.parametrize("mode", ["auto", "json", "raw"])
