@@ -218,8 +218,8 @@ def test_publish_with_ack_times_out_with_the_count_so_far(pair):
         other.client, channels=["rr:one"], message_handler=lambda c, d: other.ack(d)
     )
     started = time.monotonic()
-    assert sender.publish_with_ack("rr:one", {"n": 1}, timeout=0.3, acks=2) == 1
-    assert time.monotonic() - started >= 0.3
+    assert sender.publish_with_ack("rr:one", {"n": 1}, timeout=1.0, acks=2) == 1
+    assert time.monotonic() - started >= 1.0
     acker.subscriber.stop()
 
 
