@@ -654,6 +654,152 @@ REQUEST_RESPONSE: list[Cell] = [
     ),
     md(
         """
+        ## The same patterns as calls
+
+        The recipes above follow the Pub/Sub guide, whose own versions carry flaws that are easy
+        to copy:
+
+        - the guide's `publish_with_ack` starts a new subscriber (a connection, two threads, a
+          `SUBSCRIBE` round trip) for **every message** and never stops it: 1,000 acknowledged
+          messages leave 1,000 subscribers behind. The version above stops it in `finally`,
+          but still pays a subscription per message;
+        - the guide's `send_request` never removes its waiter on a timeout: `self.responses`
+          grows with every timed-out request (above: popped in `finally`), and its dict is
+          shared by threads without a lock;
+        - a reply that arrives after the timeout is silently stored for nobody.
+
+        `RedisToolkit` offers both patterns as one call each, on the **same wire format**, so
+        code written either way talks to the other. `serve(channel, fn)` answers requests with
+        `fn(request["data"])`; `request(channel, data, timeout=5.0)` sends the guide's request
+        and returns the reply. One reply subscription per toolkit (`responses:<toolkit id>:*`)
+        serves every request, from any number of threads.
+        """
+    ),
+    code(
+        """
+        calls = RedisToolkit()
+
+
+        def calculate(task):
+            if task.get("action") != "calculate":
+                raise ValueError(f"unknown action {task.get('action')!r}")
+            return {"status": "success", "result": sum(task["numbers"])}
+
+
+        calc_server = calls.serve("calc", calculate)
+        served = calls.request("calc", {"action": "calculate", "numbers": [1, 2, 3, 4, 5]})
+        served
+        """
+    ),
+    md(
+        """
+        Old and new code interoperate: the hand-written client above gets its answer from
+        `serve()`, and `request()` gets its answer from the hand-written processor.
+        """
+    ),
+    code(
+        """
+        interop = {
+            "client -> serve()": client.send_request(
+                {"action": "calculate", "numbers": [10, 20]}, channel="calc"
+            ),
+            "request() -> processor": calls.request(
+                "requests", {"action": "calculate", "numbers": [7]}
+            ),
+        }
+        interop
+        """
+    ),
+    md(
+        """
+        When `fn` raises, the requester gets `RemoteError` with the exception's **type and
+        message** only (the traceback stays in the server's log; its `stats.handler_errors`
+        counts it). On the wire it is `{"_rtk_error": {"type": ..., "message": ...}}`, which is
+        what a hand-written client receives as its response. No reply in time raises
+        `RequestTimeout` (also a `TimeoutError`) and forgets the waiter: a reply that comes
+        later is counted in `request_stats.late_replies`, never handed to another request. A
+        request that reached no subscriber at all fails at once.
+        """
+    ),
+    code(
+        """
+        from redis_toolkit_nb import RemoteError, RequestTimeout
+
+        try:
+            calls.request("calc", {"action": "divide", "numbers": [1, 0]})
+        except RemoteError as exc:
+            remote = {"type": exc.type, "message": exc.message}
+
+        silent = RedisToolkit(channels=["silent-requests"], message_handler=lambda ch, req: None)
+        try:
+            calls.request("silent-requests", {"action": "calculate"}, timeout=0.5)
+        except RequestTimeout as exc:
+            call_timed_out = str(exc)
+        silent.cleanup()
+        remote, call_timed_out
+        """
+    ),
+    md(
+        """
+        `%rtk_request CHANNEL PAYLOAD [--timeout S]` is the same call as a magic (PAYLOAD as in
+        `%rtk_publish`; a timeout or a remote error stops the notebook like any usage error):
+        """
+    ),
+    code(
+        """
+        magic_reply = %rtk_request calc {"action": "calculate", "numbers": [2, 3]}
+        magic_reply
+        """
+    ),
+    md(
+        """
+        `publish_with_ack(channel, message, timeout=5.0, acks=1)` adds the guide's `_msg_id`
+        and `_ack_channel` to a copy of the message, waits for `acks` acknowledgements (one
+        ack subscription per toolkit) and returns how many came: 0 at once when no subscriber
+        received the message. `ack(data)` sends the acknowledgement for a message that asked
+        for one and does nothing otherwise. Three acknowledging receivers, nobody, and the
+        hand-written acknowledging subscriber from above:
+        """
+    ),
+    code(
+        """
+        auditors = [
+            RedisToolkit(channels=["audit"], message_handler=lambda ch, data: calls.ack(data))
+            for _ in range(3)
+        ]
+        acks = {
+            "three receivers": calls.publish_with_ack("audit", {"event": "login"}, acks=3),
+            "nobody": calls.publish_with_ack("nobody-listens", {"event": "login"}),
+            "hand-written receiver": calls.publish_with_ack("payments", {"amount": 7.0}),
+        }
+        acks
+        """
+    ),
+    md(
+        """
+        ## asyncio
+
+        `redis_toolkit_nb.aio.RedisToolkit` has the same calls as coroutines, and a cell can
+        `await` them directly (the kernel runs the event loop). `listen()` yields `(channel,
+        data)` pairs; leaving the loop unsubscribes.
+        """
+    ),
+    code(
+        """
+        from redis_toolkit_nb.aio import RedisToolkit as AsyncToolkit
+
+        async with AsyncToolkit() as atk:
+            async_reply = await atk.request("calc", {"action": "calculate", "numbers": [4, 5]})
+            async with atk.listen("audit", "audit:*") as stream:
+                await atk.publisher("audit:logout", {"user": 7})
+                async for channel, data in stream:
+                    heard = [channel, data]
+                    break
+        async_reply, heard
+        """
+    ),
+    md(
+        """
         ## Check
         """
     ),
@@ -672,13 +818,21 @@ REQUEST_RESPONSE: list[Cell] = [
             "refused_acked": refused,
             "processed": processed,
             "handler_errors": payments.stats.handler_errors,
+            "served": served,
+            "interop": interop,
+            "remote": remote,
+            "call_timed_out": call_timed_out,
+            "magic_reply": magic_reply,
+            "acks": acks,
+            "async_reply": async_reply,
+            "heard": heard,
         }
         print(json.dumps(summary))
         """
     ),
     code(
         """
-        for toolkit in (payments, messaging.toolkit, processor, replies):
+        for toolkit in (payments, messaging.toolkit, processor, replies, calls, *auditors):
             toolkit.cleanup()
         client.close()
         """

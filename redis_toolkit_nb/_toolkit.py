@@ -13,6 +13,7 @@ from . import _publish as publisher
 from ._connection import make_client, resolve_url
 from ._errors import boundary, describe, scrub, translate
 from ._options import RedisOptions
+from ._reqreply import RequestReply, RequestStats
 from ._sizecap import SizeCap
 from ._stats import SubscriberStats
 from ._subscriber import Subscriber
@@ -153,6 +154,9 @@ class RedisToolkit:
     # ---- cleanup -----------------------------------------------------------------------------
     def cleanup(self) -> None:
         """Stop the subscriber, join its threads and close the connections. Idempotent."""
+        request_reply = self.__dict__.get("_request_reply")
+        if request_reply is not None:
+            request_reply.close()
         if self.subscriber is not None:
             self.subscriber.stop()
         if not self._closed:
@@ -176,3 +180,40 @@ class RedisToolkit:
         if self.subscriber is not None:
             sub = f" subscriber={self.subscriber.name} names={self.subscriber.names}"
         return f"<RedisToolkit {self.url}{sub}>"
+
+    # ---- request-reply and acknowledgements (see _reqreply) ----------------------------------
+    def request(self, channel: str | bytes, data: Any, timeout: float = 5.0) -> Any:
+        """Publish the guide's request ``{"id", "response_channel", "data": data}`` on
+        ``channel`` and return the reply (the whole payload published to the response channel).
+
+        One reply subscription per toolkit serves every request; safe from many threads.
+        Raises ``RequestTimeout`` when no reply comes within ``timeout`` seconds (at once if
+        the request reached no subscriber), ``RemoteError`` when ``serve()``'s function raised.
+        """
+        return RequestReply.of(self).request(channel, data, timeout)
+
+    def serve(self, channel: str | bytes, fn: Callable[[Any], Any]) -> Subscriber:
+        """Answer requests on ``channel``: publish ``fn(request["data"])`` to the request's
+        ``response_channel``; if ``fn`` raises, send ``{"_rtk_error": {"type", "message"}}``
+        instead. Requests are answered one at a time, in order, on the returned subscriber's
+        thread; ``cleanup()`` (or its ``stop()``) ends it."""
+        return RequestReply.of(self).serve(channel, fn)
+
+    def publish_with_ack(
+        self, channel: str | bytes, message: dict[str, Any], timeout: float = 5.0, acks: int = 1
+    ) -> int:
+        """Publish a copy of ``message`` with the guide's ``_msg_id`` and ``_ack_channel``
+        fields, wait until ``acks`` acknowledgements came or ``timeout`` passed (not at all if
+        no subscriber got it), and return how many came."""
+        return RequestReply.of(self).publish_with_ack(channel, message, timeout, acks)
+
+    def ack(self, data: Any) -> bool:
+        """Send the guide's acknowledgement for ``data`` if it asked for one (True), else do
+        nothing (False)."""
+        return RequestReply.of(self).ack(data)
+
+    @property
+    def request_stats(self) -> RequestStats:
+        """Figures of ``request()``, ``serve()`` and ``publish_with_ack()`` (late replies...)."""
+        rr = self.__dict__.get("_request_reply")
+        return rr.stats() if rr is not None else RequestStats()

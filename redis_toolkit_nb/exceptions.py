@@ -11,7 +11,9 @@
      │                            the server delivers to a subscriber (also ValueError)
      ├── SerializationError       the value cannot be encoded as JSON (also TypeError)
      ├── OptionsError             an invalid ``RedisOptions`` field (also ValueError)
-     └── EmbeddedServerError      the embedded server could not be started
+     ├── EmbeddedServerError      the embedded server could not be started
+     ├── RequestTimeout           ``request()`` got no reply in time (also TimeoutError)
+     └── RemoteError              the responder's function raised (carries ``type``, ``message``)
 
 redis-py errors are wrapped at the toolkit's boundary (one mapping, in ``_errors``) with
 ``raise ... from exc``, so the original is always in ``__cause__``: a refusal the server gives
@@ -60,3 +62,21 @@ class OptionsError(ToolkitError, ValueError):
 
 class EmbeddedServerError(ToolkitError):
     """The embedded Redis-compatible server could not be started."""
+
+
+class RequestTimeout(ToolkitError, TimeoutError):
+    """``request()`` got no reply within its timeout (the waiter is forgotten: a late reply is
+    counted in ``request_stats.late_replies`` and dropped)."""
+
+
+class RemoteError(ToolkitError):
+    """The responder's function raised. ``type`` is the exception's class name and
+    ``message`` its text, as the responder sent them (never a traceback)."""
+
+    def __init__(self, type: str, message: str) -> None:  # noqa: A002 - the wire field's name
+        super().__init__(type, message)
+        self.type = type
+        self.message = message
+
+    def __str__(self) -> str:
+        return f"the responder raised {self.type}: {self.message}"

@@ -169,8 +169,20 @@ def check_request_response(run: Run) -> None:
     assert "no response within 0.5 s" in s["timed_out"]
     assert s["acked"] is True
     assert s["refused_acked"] is False
-    assert s["processed"] == [42.5]
+    assert s["processed"] == [42.5, 7.0]
     assert s["handler_errors"] == 1
+    # The same patterns as calls, talking to the hand-written recipes both ways.
+    assert s["served"] == {"status": "success", "result": 15}
+    assert s["interop"] == {
+        "client -> serve()": {"status": "success", "result": 30},
+        "request() -> processor": {"status": "success", "result": 7},
+    }
+    assert s["remote"] == {"type": "ValueError", "message": "unknown action 'divide'"}
+    assert "no reply to the request on 'silent-requests' within 0.5 s" in s["call_timed_out"]
+    assert s["magic_reply"] == {"status": "success", "result": 5}
+    assert s["acks"] == {"three receivers": 3, "nobody": 0, "hand-written receiver": 1}
+    assert s["async_reply"] == {"status": "success", "result": 9}
+    assert s["heard"] == ["audit:logout", {"user": 7}]
 
 
 def check_notifications_and_chat(run: Run) -> None:

@@ -1,4 +1,5 @@
-"""The magics: ``%rtk_connect``, ``%rtk_publish``, ``%%rtk_subscribe`` and ``%rtk``.
+"""The magics: ``%rtk_connect``, ``%rtk_publish``, ``%%rtk_subscribe``, ``%rtk_request`` and
+``%rtk``.
 
 Each magic parses its line (errors become ``UsageError``: a short message, no traceback, and
 Run All stops) and makes one call into ``NotebookState``, ``Subscription`` or the core.
@@ -7,6 +8,7 @@ Run All stops) and makes one call into ``NotebookState``, ``Subscription`` or th
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -164,6 +166,25 @@ class RtkMagics(Magics):
             log_size=self.log_size,
         )
 
+    # ---- %rtk_request -----------------------------------------------------------------------
+    @no_var_expand
+    @line_magic
+    @_usage_errors
+    def rtk_request(self, line: str) -> Any:
+        """%rtk_request CHANNEL PAYLOAD [--timeout S]
+
+        Send PAYLOAD (as in ``%rtk_publish``) as a request on CHANNEL and return the reply
+        (``RedisToolkit.request``); no reply within S seconds (default 5) is a UsageError.
+        """
+        m = _TIMEOUT.search(line)
+        timeout = float(m.group(1)) if m else 5.0
+        parts = (line[: m.start()] if m else line).strip().split(None, 1)
+        if len(parts) < 2 or timeout <= 0:
+            raise UsageError("usage: %rtk_request CHANNEL PAYLOAD [--timeout S] (S > 0)")
+        payload = parsing.Payload(parts[1], self.shell.user_ns if self.shell else {})
+        self._ensure_connected()
+        return self.state.toolkit.request(parts[0], payload.value(None), timeout=timeout)
+
     # ---- %rtk SUBCOMMAND ---------------------------------------------------------------------
     @line_magic
     @_usage_errors
@@ -173,6 +194,9 @@ class RtkMagics(Magics):
         if not tokens or tokens[0] not in SUBCOMMANDS:
             raise UsageError(f"usage: %rtk {{{'|'.join(SUBCOMMANDS)}}} ...")
         return SUBCOMMANDS[tokens[0]](self, tokens[1:])
+
+
+_TIMEOUT = re.compile(r"\s--timeout(?:\s*=\s*|\s+)(\d+(?:\.\d*)?|\.\d+)\s*$")
 
 
 def _describe(info: dict[str, str]) -> str:
