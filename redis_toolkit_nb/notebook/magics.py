@@ -109,16 +109,19 @@ class RtkMagics(Magics):
     @line_magic
     @_usage_errors
     def rtk_publish(self, line: str) -> Any:
-        """%rtk_publish [--count N] [--rate R] CHANNEL PAYLOAD
+        """%rtk_publish [--text] [--count N] [--rate R] CHANNEL PAYLOAD
 
         PAYLOAD is a Python expression evaluated in the notebook's namespace (a dict literal,
         a variable, a number, an f-string); text that is not an expression is sent as JSON if
-        it is JSON, else as a plain string. IPython's ``{var}``/``$var`` expansion is off here
-        (JSON stays intact); use an f-string to insert values. Returns the number of receivers;
-        with --count/--rate, a report (``i`` is the message index inside PAYLOAD).
+        it is JSON, else as a plain string, but text that looks like JSON or a literal (starts
+        with a bracket, quote or digit) and does not parse is an error; ``--text`` sends
+        PAYLOAD as typed. IPython's ``{var}``/``$var`` expansion is off here (JSON stays
+        intact); use an f-string to insert values. Returns the number of receivers; with
+        --count/--rate, a report (``i`` is the message index inside PAYLOAD).
         """
         args = parsing.parse_publish(line)
-        payload = parsing.Payload(args.payload, self.shell.user_ns if self.shell else {})
+        namespace = self.shell.user_ns if self.shell else {}
+        payload = parsing.Payload(args.payload, namespace, as_text=args.text)
         self._ensure_connected()
         tk = self.state.toolkit
         if not args.repeat:
