@@ -12,7 +12,7 @@ pytest.importorskip("ipywidgets")
 
 from redis_toolkit_nb.notebook import charts  # noqa: E402
 from redis_toolkit_nb.notebook.dashboard import Dashboard, flow_links  # noqa: E402
-from redis_toolkit_nb.notebook.rates import RateHistory  # noqa: E402
+from redis_toolkit_nb.notebook.rates import OTHER, Traffic  # noqa: E402
 from redis_toolkit_nb.notebook.refresher import REFRESHER  # noqa: E402
 from redis_toolkit_nb.notebook.state import NotebookState  # noqa: E402
 from redis_toolkit_nb.notebook.subscription import Subscription  # noqa: E402
@@ -44,18 +44,18 @@ def test_panel_dom_contract_and_counters(state, admin):
     rows = panel.table.value.split("<tr>")[2:]
     assert len(rows) == panel.table_rows  # bounded
     assert "{&quot;i&quot;:24}" in rows[0]  # newest on top (escaped)
-    assert set(panel.filter.options) == {"(all channels)", "w.a", "w-plain"}
+    assert set(panel.filter.options) == {"w.a", "w-plain"}
     panel.filter.value = "w.a"  # the filter re-renders at once
     assert "w-plain" not in panel.table.value and "{&quot;i&quot;:23}" in panel.table.value
-    # After Clear the selected channel has no traffic listed, yet the menu stays usable.
+    # After Clear the selected channel has no traffic listed, yet the filter stays.
     sub.clear()
     panel.refresh()
-    assert panel.filter.value == "w.a" and "w.a" in panel.filter.options
+    assert panel.filter.value == "w.a"
     admin.publish("w.new", json.dumps({"i": 99}))
     wait_until(lambda: sub.stats.delivered == 26, 5, "the 26th message")
     panel.refresh()
     assert "w.new" in panel.filter.options and panel.filter.value == "w.a"
-    panel.filter.value = "(all channels)"
+    panel.filter.value = ""  # all channels
     assert "{&quot;i&quot;:99}" in panel.table.value
 
 
@@ -69,20 +69,37 @@ def test_untrusted_payloads_and_names_are_escaped(state, admin):
     assert "&lt;script&gt;" in html
 
 
-def test_buttons_pause_resume_clear_stop(state, admin):
+def test_buttons_pause_resume_discard_clear_stop(state, admin):
     sub = state.subscribe(["btn"], name="feed")
     panel = sub.panel
+    admin.publish("btn", "before")
+    wait_until(lambda: sub.stats.delivered == 1, 5, "the first message")
     panel.pause_button.click()
+    table_at_pause = panel.table.value
     assert sub.paused and panel.pause_button.description == "Resume"
-    admin.publish("btn", "while paused")
-    wait_until(lambda: sub.stats.skipped == 1, 5, "the paused message to be counted")
+    for n in range(20):
+        admin.publish("btn", f"while paused {n}")
+    # Capturing goes on: df and the counters have them, none is skipped or lost.
+    wait_until(lambda: len(sub.df) == 21, 5, "the messages sent while paused in df")
+    assert sub.stats.skipped == 0 and sub.stats.received == 21
+    panel.refresh()
+    assert panel.table.value == table_at_pause  # the view is frozen
+    assert "20 new since paused" in panel.counters.value and "received 21" in panel.counters.value
+    assert "while paused" not in panel.log.value
     panel.pause_button.click()
     assert not sub.paused and panel.pause_button.description == "Pause"
-    admin.publish("btn", "after")
-    wait_until(lambda: sub.stats.delivered == 1, 5, "a delivered message")
+    assert "while paused 19" in panel.table.value and "new since paused" not in panel.counters.value
+    # Dropping on purpose is a separate, clearly named control.
+    assert panel.discard_button.description == "Discard incoming"
+    panel.discard_button.value = True
+    assert sub.discarding and "discarding incoming" in panel.counters.value
+    admin.publish("btn", "dropped on purpose")
+    wait_until(lambda: sub.stats.skipped == 1, 5, "the discarded message to be counted")
+    panel.discard_button.value = False
+    assert not sub.discarding and len(sub.df) == 21
     panel.clear_button.click()
     assert len(sub.df) == 0 and "no messages yet" in panel.table.value
-    assert sub.stats.received == 2  # totals stay
+    assert sub.stats.received == 22  # totals stay
     panel.stop_button.click()
     assert not sub.running and panel.stop_button.disabled and "stopped" in panel.counters.value
     assert "feed" not in state.subscriptions
@@ -115,18 +132,25 @@ def test_refresh_cost_is_bounded_by_what_is_shown(state, admin):
     assert len(sub.df) == 100_000
 
 
-def test_rate_history_per_second_buckets():
-    h = RateHistory(window=60)
-    h.sample({"a": 0}, now=1000.0)
-    h.sample({"a": 10, "b": 5}, now=1000.5)
-    h.sample({"a": 30, "b": 5}, now=1001.2)
-    h.sample({"a": 2}, now=1002.1)  # counters cleared: counted from zero
-    seconds, series = h.series(now=1003.0)
-    assert seconds[-3:] == [1000, 1001, 1002]
-    assert series["a"][-3:] == [10, 20, 2] and series["b"][-3:] == [5, 0, 0]
-    assert h.recent(3, now=1003.0) == {"a": 32 / 3, "b": 5 / 3}
-    _, later = h.series(now=1100.0)
-    assert later == {}  # out of the window
+def test_traffic_now_and_the_minute_chart():
+    t = Traffic(window=60, tracked=3)
+    t.rates(now=1000.0)
+    for _ in range(10):
+        t.count("a")
+    for _ in range(5):
+        t.count("b")
+    r = t.rates(now=1000.5)
+    assert r.now == 15 / 0.5 and dict(r.top) == {"a": 20.0, "b": 10.0}
+    for channel in ("c", "d", "e"):  # beyond ``tracked``: counted under (other)
+        t.count(channel)
+    r = t.rates(now=1001.2)
+    assert r.total == 18 and set(r.channels) == {"a", "b", "c"}
+    assert r.series["a"][-1] == 10 and r.series[OTHER][-1] == 0  # second 1000 complete
+    r = t.rates(now=1002.1)
+    assert r.series[OTHER][-1] == 2 and r.series["c"][-1] == 1
+    # "now" covers the last second: 0 once a second (and a tick) passed without traffic.
+    assert t.rates(now=1003.3).now == 0.0
+    assert t.rates(now=1100.0).series == {}  # out of the window
 
 
 def test_charts_are_drawn_svg():

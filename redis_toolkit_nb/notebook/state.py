@@ -36,7 +36,9 @@ class NotebookState:
         *,
         default_url: Callable[[], str | None] = lambda: None,
         announce: Callable[[str], Any] = print,
+        timezone: Callable[[], str] = lambda: "UTC",
     ) -> None:
+        self._timezone = timezone
         self.namespace = namespace
         self._default_url = default_url
         self._announce = announce
@@ -160,6 +162,7 @@ class NotebookState:
             namespace=self.namespace,
             log_size=log_size,
             on_stop=self._forget,
+            timezone=self._timezone,
         )
         with self._lock:
             self.subscriptions[name] = sub
