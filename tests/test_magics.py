@@ -418,3 +418,52 @@ def test_usage_line_is_said_once(shell):
     with pytest.raises(UsageError) as err:
         run(shell, "%%rtk_subscribe news --bogus\npass")
     assert "usage: usage:" not in str(err.value) and "usage: %%rtk_subscribe" in str(err.value)
+
+
+def test_handler_errors_point_at_the_cell_body_line(shell, admin):
+    """The body is compiled under a file name tracebacks and linecache resolve: the panel
+    names the body line that raised, with the traceback expandable."""
+    import linecache
+
+    run(shell, "%%rtk_subscribe where --name feed\nvalue = data\nprint(dta)\n")
+    feed = shell.user_ns["feed"]
+    admin.publish("where", "1")
+    wait_until(lambda: feed.stats.handler_errors == 1, 5, "the handler error")
+    _t, _channel, _data, exc, tb = feed.failures[-1]
+    assert isinstance(exc, NameError)
+    assert f'File "{feed.body_filename}", line 2' in tb and "print(dta)" in tb
+    assert linecache.getline(feed.body_filename, 2).strip() == "print(dta)"
+    feed.panel.refresh()
+    log = feed.panel.log.value
+    assert "handler error NameError: name &#x27;dta&#x27; is not defined" in log
+    assert "cell body line 2: <code>print(dta)</code>" in log
+    assert "<details" in log and "Traceback" in log
+
+
+def test_rough_edges_types_time_zone_and_a_narrow_subs_table(shell, admin):
+    run(shell, "%%rtk_subscribe rough rough.* --name feed\n")
+    feed = shell.user_ns["feed"]
+    admin.publish("rough", json.dumps({"seq": 1, "v": 0.5}))
+    admin.publish("rough", json.dumps({"v": 1.5}))  # no seq: <NA>, the column stays integer
+    admin.publish("rough.x", json.dumps({"seq": 3, "flag": True}))
+    wait_until(lambda: feed.stats.delivered == 3, 5, "three messages")
+    flat = feed.df_expanded()
+    assert str(flat["seq"].dtype) == "Int64" and list(flat["seq"].astype(object)) == [1, pd.NA, 3]
+    assert flat["v"].dtype == "float64"
+    df = feed.df
+    # A plain channel's pattern is None (documented), never an empty string.
+    assert df["pattern"].iloc[0] is None and df["pattern"].iloc[2] == "rough.*"
+    assert str(df["time"].dt.tz) == "UTC"
+    run(shell, "%config RtkMagics.timezone = 'Europe/Paris'")
+    try:
+        assert str(feed.df["time"].dt.tz) == "Europe/Paris"
+        feed.panel.refresh()
+        assert "time (Europe/Paris)" in feed.panel.table.value
+        with pytest.raises(TraitError, match="unknown time zone 'Mars/Olympus'"):
+            shell.magics_manager.registry["RtkMagics"].timezone = "Mars/Olympus"
+    finally:
+        shell.magics_manager.registry["RtkMagics"].timezone = "UTC"
+        shell.config.RtkMagics.pop("timezone", None)
+    subs = run(shell, "%rtk subs")
+    assert len(subs.columns) <= 9
+    assert max(len(line) for line in subs.to_string().splitlines()) < 100  # no sideways scroll

@@ -237,3 +237,143 @@ def test_subscription_display_is_the_panel(state):
     )
     assert "<Subscription feed running on disp" in bundle["text/plain"]
     assert isinstance(sub, Subscription)
+
+
+def _now_figure(text: str) -> float:
+    import re
+
+    return float(
+        re.search(r"received \d+ · delivered \d+ · ([\d.]+) msg/s now \(last 1 s\)", text).group(1)
+    )
+
+
+def test_one_now_for_counters_chart_and_subs_and_it_falls_to_zero(state, admin):
+    """The counters, the chart legend and %rtk subs show the same "now" (last 1 s, said);
+    the average says "since start"; "now" reads 0 within 2 s after traffic stops."""
+    from redis_toolkit_nb.notebook.frames import subscriptions_frame
+
+    sub = state.subscribe(["now.a"], name="feed")
+    deadline = time.monotonic() + 1.2
+    sent = 0
+    while time.monotonic() < deadline:  # ~1 s of steady traffic
+        admin.publish("now.a", "x")
+        sent += 1
+        time.sleep(0.005)
+    stopped = time.monotonic()
+    wait_until(lambda: sub.stats.delivered == sent, 5, "every message")
+    panel = sub.panel
+    with REFRESHER._lock:  # hold the refresher off: one snapshot, read three ways
+        panel.refresh()
+        snap = panel._last_snapshot
+        subs = subscriptions_frame([sub])
+    counters_now = _now_figure(panel.counters.value)
+    assert "msg/s avg since start" in panel.counters.value
+    assert counters_now == round(snap.rates.now, 1) > 0
+    legend = dict(snap.rates.top)["now.a"]
+    assert f"now.a {charts._fmt(legend)}/s" in panel.chart.value
+    assert abs(legend - snap.rates.now) < 1e-6
+    # A fresh snapshot, milliseconds later: the same definition, so the same figure (within
+    # the few messages per second one more millisecond of span can change).
+    assert abs(float(subs["now/s"].iloc[0]) - counters_now) <= max(0.05 * counters_now, 1)
+    wait_until(lambda: _now_figure(panel.counters.value) == 0.0, 5, "now at 0")
+    assert time.monotonic() - stopped < 2.0, "now read 0 more than 2 s after traffic stopped"
+    with panel._lock:  # the refresher may be between the counters and the chart
+        assert "now.a 0/s" in panel.chart.value
+    assert float(subscriptions_frame([sub])["now/s"].iloc[0]) == 0.0
+
+
+def test_a_failing_panel_leaves_nothing_running(state, admin, monkeypatch):
+    from redis_toolkit_nb.notebook import panel as panel_module
+
+    def broken(self, *args, **kwargs):
+        raise RuntimeError("the panel could not be built")
+
+    monkeypatch.setattr(panel_module.LivePanel, "__init__", broken)
+    with pytest.raises(RuntimeError, match="could not be built"):
+        state.subscribe(["leak"], name="feed")
+    wait_until(lambda: dict(admin.pubsub_numsub("leak")) == {b"leak": 0}, 5, "no subscriber")
+    import threading
+
+    assert not [t for t in threading.enumerate() if t.name.startswith("feed-")]
+
+
+def test_the_refresher_never_writes_the_users_filter(state, admin):
+    """New channels arriving while the user picks one must not reset the choice."""
+    sub = state.subscribe(["own.*"], name="feed")
+    panel = sub.panel
+    writes = []
+    panel.filter.observe(lambda change: writes.append(change["new"]), names="value")
+    panel.filter.value = "own.x"
+    for i in range(30):
+        admin.publish(f"own.{i}", "1")
+        if i % 5 == 0:
+            panel.refresh()
+    wait_until(lambda: sub.stats.delivered == 30, 5, "30 messages")
+    panel.refresh()
+    assert writes == ["own.x"] and panel.filter.value == "own.x"
+    assert "own.29" in panel.filter.options
+
+
+def test_a_stopped_panel_keeps_its_context(state, admin):
+    sub = state.subscribe(["ctx.*", "ctx-plain"], name="feed")
+    for i in range(10):
+        admin.publish("ctx.a", str(i))
+    wait_until(lambda: sub.stats.delivered == 10, 5, "10 messages")
+    time.sleep(1.1)  # a complete second for the chart
+    sub.panel.refresh()
+    sub.stop()
+    panel = sub.panel
+    assert "ctx.*" in panel.header.value and "ctx-plain" in panel.header.value
+    assert "stopped" in panel.header.value
+    assert "received 10" in panel.counters.value and "stopped</b> at" in panel.counters.value
+    assert 'data-channel="ctx.a"' in panel.chart.value and "stopped" in panel.chart.value
+    assert "no messages in the last minute" not in panel.chart.value
+    assert "9" in panel.table.value
+    chart = panel.chart.value
+    time.sleep(1.1)
+    panel.refresh()
+    assert panel.chart.value == chart  # the last minute as it was when it stopped
+
+
+def test_an_idle_panel_sends_nothing(state, admin):
+    sub = state.subscribe(["idle"], name="feed")
+    panel = sub.panel
+    panel.refresh()
+    sent = []
+    for widget in (panel.header, panel.counters, panel.chart, panel.table, panel.log):
+        widget.observe(lambda change: sent.append(change["name"]), names="value")
+    ticks = REFRESHER.ticks
+    wait_until(lambda: REFRESHER.ticks >= ticks + 4, 5, "four ticks")
+    assert sent == []
+    admin.publish("idle", "wake up")
+    wait_until(lambda: "received 1" in panel.counters.value, 5, "the message shown")
+    assert sent
+
+
+def test_paging_back_through_the_buffer_and_the_log(state, admin):
+    sub = state.subscribe(["pg"], name="feed", max_rows=500, log_size=20)
+    panel = sub.panel
+    for i in range(100):
+        admin.publish("pg", json.dumps({"n": i}))
+    wait_until(lambda: sub.stats.delivered == 100, 5, "100 messages")
+    panel.refresh()
+    assert "{&quot;n&quot;:99}" in panel.table.value and panel.newer_button.disabled
+    panel.older_button.click()
+    # Page 2 holds rows 21-40 from the newest (page size: the log's 20).
+    assert (
+        "{&quot;n&quot;:79}" in panel.table.value and "{&quot;n&quot;:99}" not in panel.table.value
+    )
+    assert "{&quot;n&quot;:60}" in panel.log.value and "{&quot;n&quot;:80}" not in panel.log.value
+    for i in range(100, 110):  # new traffic does not shift the page being read
+        admin.publish("pg", json.dumps({"n": i}))
+    wait_until(lambda: sub.stats.delivered == 110, 5, "110 messages")
+    panel.refresh()
+    assert "{&quot;n&quot;:79}" in panel.table.value and "page 2" in panel.page_label.value
+    for _ in range(3):
+        panel.older_button.click()
+    assert "{&quot;n&quot;:0}" in panel.log.value and "page 5" in panel.page_label.value
+    panel.older_button.click()
+    assert "no older messages" in panel.table.value
+    for _ in range(6):
+        panel.newer_button.click()
+    assert "{&quot;n&quot;:109}" in panel.table.value and "newest" in panel.page_label.value

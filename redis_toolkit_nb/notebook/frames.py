@@ -42,20 +42,32 @@ def expand(frame: pd.DataFrame, sep: str = ".") -> pd.DataFrame:
     base = frame.drop(columns=["data"]).reset_index(drop=True)
     payloads = list(frame["data"])
     dicts = [p if isinstance(p, dict) else {} for p in payloads]
-    flat = pd.json_normalize(dicts, sep=sep) if any(dicts) else pd.DataFrame(index=base.index)
-    flat.columns = [f"data{sep}{c}" if c in COLUMNS else c for c in flat.columns]
-    flat.index = base.index
+    # Flattened as Python objects first: pandas' json_normalize fills a missing key with NaN,
+    # which turns a column of whole numbers into floats (seq 3 -> 3.0).
+    records = [_flatten(d, "", sep, {}) for d in dicts]
+    flat = pd.DataFrame(records, dtype=object, index=base.index)
     for column in flat.columns:
-        # json_normalize fills a missing key with NaN, which turns an integer column into
-        # floats (seq 3 -> 3.0): keep whole numbers whole, nullable.
         values = flat[column].dropna()
         if len(values) and all(type(v) is int for v in values):
             flat[column] = flat[column].astype("Int64")
+        else:
+            flat[column] = flat[column].infer_objects()
+    flat.columns = [f"data{sep}{c}" if c in COLUMNS else c for c in flat.columns]
     other = pd.Series([None if isinstance(p, dict) else p for p in payloads], dtype=object)
     parts = [base, flat]
     if other.notna().any():
         parts.append(other.rename("data").to_frame().set_index(base.index))
     return pd.concat(parts, axis=1)
+
+
+def _flatten(value: dict[Any, Any], prefix: str, sep: str, out: dict[str, Any]) -> dict[str, Any]:
+    for key, item in value.items():
+        name = f"{prefix}{sep}{key}" if prefix else str(key)
+        if isinstance(item, dict) and item:
+            _flatten(item, name, sep, out)
+        else:
+            out[name] = item
+    return out
 
 
 def exportable(frame: pd.DataFrame) -> pd.DataFrame:

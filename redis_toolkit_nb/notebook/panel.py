@@ -84,6 +84,7 @@ class LivePanel:
         self._anchor: int | None = None  # messages counted when the view left "newest"
         self._frozen: Snapshot | None = None  # the snapshot shown while paused
         self._last_key: Any = None
+        self._last_snapshot: Snapshot | None = None
         self.header = W.HTML()
         self.counters = W.HTML()
         self.counters.add_class("rtk-counters")
@@ -212,6 +213,7 @@ class LivePanel:
         with self._lock:
             sub = self.sub
             live = sub.snapshot()
+            self._last_snapshot = live
             if live.state == "paused":
                 if self._frozen is None:
                     self._frozen = live
