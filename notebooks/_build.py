@@ -159,18 +159,26 @@ QUICKSTART: list[Cell] = [
     ),
     md(
         """
-        ## Pause and resume
+        ## Pause, resume, and discarding on purpose
 
-        A paused subscription keeps reading (so the server never cuts it off) but passes
-        messages over; they are counted in `stats.skipped`, never lost silently.
+        **Pause** (the panel's button, or `news.pause()`) freezes the panel's view so you can
+        read it; messages keep arriving in `news.df` and the counters, and the panel says
+        "N new since paused". Resume shows them. **Discard incoming** (`news.discard()`) is
+        different: messages are still read (so the server never cuts the subscriber off) but
+        dropped on purpose, counted in `stats.skipped`, never lost silently.
         """
     ),
     code(
         """
         news.pause()
         %rtk_publish news "published while paused"
-        wait_for(lambda: news.stats.skipped >= 1, what="the skipped message")
+        wait_for(lambda: news.snapshot().new_since_pause == 1, what="the message, captured")
+        print(news.df["data"].iloc[-1], "| new since paused:", news.snapshot().new_since_pause)
         news.resume()
+        news.discard()
+        %rtk_publish news "published while discarding"
+        wait_for(lambda: news.stats.skipped >= 1, what="the discarded message")
+        news.discard(False)
         news.stats
         """
     ),

@@ -244,6 +244,15 @@ class Subscriber:
 
     @property
     def stats(self) -> SubscriberStats:
+        return self._stats(detail=True)
+
+    def totals(self) -> SubscriberStats:
+        """``stats`` without the per-channel, per-pattern and per-link counts (left empty):
+        its cost does not grow with the number of distinct channels, for views that read the
+        figures several times a second."""
+        return self._stats(detail=False)
+
+    def _stats(self, detail: bool) -> SubscriberStats:
         r, d, subs = self._reader, self._dispatcher, self._reader.subs
         with subs.cv:
             chans = tuple(sorted(_text(n) for n in subs.confirmed[CHANNEL]))
@@ -267,9 +276,9 @@ class Subscriber:
             paused=d.paused,
             channels=chans,
             patterns=pats,
-            by_channel=dict(d.by_channel),
-            by_pattern=dict(d.by_pattern),
-            by_link=dict(d.by_link),
+            by_channel=dict(d.by_channel) if detail else {},
+            by_pattern=dict(d.by_pattern) if detail else {},
+            by_link=dict(d.by_link) if detail else {},
             last_error=last_error,
             uptime=time.monotonic() - self._started_at if self._started_at else 0.0,
         )

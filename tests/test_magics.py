@@ -63,13 +63,76 @@ def test_connect_masks_the_password(shell, make_server, capsys):
     with pytest.raises(UsageError) as err:
         run(shell, f"%rtk_connect redis://:wrong-pw@127.0.0.1:{srv.port}/0")
     assert "wrong-pw" not in str(err.value)
-    # The failed reconnect kept the working connection.
-    assert run(shell, "%rtk_publish any 1") == 0
+    # The failed reconnect left the notebook unconnected: nothing goes to the old server.
+    with pytest.raises(UsageError, match=f"%rtk_connect redis://:\\*\\*\\*@127.0.0.1:{srv.port}"):
+        run(shell, "%rtk_publish any 1")
 
 
 def test_unreachable_server_is_a_usage_error(shell):
     with pytest.raises(UsageError, match="cannot reach Redis at redis://127.0.0.1:1/0"):
         run(shell, "%rtk_connect redis://127.0.0.1:1/0")
+
+
+def test_failed_connect_never_falls_back_to_another_server(shell, server, admin):
+    """After a failed %rtk_connect every magic that would talk to a server names the URL that
+    failed (REDIS_URL points at a working server: it must not be used silently)."""
+    run(shell, "%%rtk_subscribe fallback --name feed\n")  # connected to REDIS_URL's server
+    with pytest.raises(UsageError):
+        run(shell, "%rtk_connect redis://127.0.0.1:1/0")
+    for line in (
+        "%rtk_publish fallback 1",
+        "%%rtk_subscribe other --name x_other\n",
+        "%rtk channels",
+        "%rtk numpat",
+    ):
+        with pytest.raises(UsageError, match="%rtk_connect redis://127.0.0.1:1/0 failed"):
+            run(shell, line)
+    assert admin.publish("fallback", "probe") == 1  # only the running subscription
+    assert "x_other" not in shell.user_ns
+    run(shell, "%rtk subs")  # local bookkeeping still answers
+    run(shell, f"%rtk_connect {server.url}")
+    assert run(shell, "%rtk_publish fallback 2") == 1
+
+
+@pytest.mark.parametrize(
+    "payload",
+    ['{"a": 1', "[1, 2", "(1, 2", "'unclosed", '"unclosed', "3 apples", "-1x"],
+)
+def test_broken_literal_payload_is_a_usage_error(shell, admin, payload):
+    run(shell, "%%rtk_subscribe typo --name feed\n")
+    with pytest.raises(UsageError, match="does not parse") as err:
+        run(shell, f"%rtk_publish typo {payload}")
+    assert "--text" in str(err.value)
+    if payload.startswith(("{", "[")):
+        assert "JSON: " in str(err.value)  # the JSON parser's own words
+    assert shell.user_ns["feed"].stats.received == 0  # nothing was sent
+
+
+def test_text_option_sends_the_payload_as_typed(shell):
+    run(shell, "%%rtk_subscribe astext --name feed\n")
+    feed = shell.user_ns["feed"]
+    assert run(shell, '%rtk_publish --text astext {"a": 1') == 1
+    assert run(shell, "%rtk_publish --text astext 42") == 1
+    wait_until(lambda: feed.stats.delivered == 2, 5, "two messages")
+    assert list(feed.df["data"]) == ['{"a": 1', "42"]  # text, as typed
+
+
+def test_count_index_reaches_comprehensions_and_generators(shell):
+    """``i`` under --count is the message index even inside a comprehension (where a plain
+    ``eval`` local would not reach, and the notebook's own ``i`` was used)."""
+    run(shell, "%%rtk_subscribe compr --name feed\n")
+    feed = shell.user_ns["feed"]
+    shell.user_ns["i"] = 99
+    run(
+        shell,
+        '%rtk_publish --count 3 compr {"vals": [i * k for k in range(3)], "i": i, '
+        '"s": sum(i for _ in range(2))}',
+    )
+    wait_until(lambda: feed.stats.delivered == 3, 5, "three messages")
+    assert list(feed.df["data"]) == [
+        {"vals": [i * k for k in range(3)], "i": i, "s": 2 * i} for i in range(3)
+    ]
+    assert shell.user_ns["i"] == 99
 
 
 @pytest.mark.parametrize(
@@ -349,3 +412,58 @@ def test_core_warnings_and_handler_tracebacks_reach_the_user(shell, server, caps
     wait_until(lambda: feed.subscriber.stats.handler_errors == 1, what="the panel's error")
     assert "in the panel" not in capsys.readouterr().err  # shown in the panel, not twice
     run(shell, "%rtk stop sub_quiet")
+
+
+def test_usage_line_is_said_once(shell):
+    with pytest.raises(UsageError) as err:
+        run(shell, "%%rtk_subscribe news --bogus\npass")
+    assert "usage: usage:" not in str(err.value) and "usage: %%rtk_subscribe" in str(err.value)
+
+
+def test_handler_errors_point_at_the_cell_body_line(shell, admin):
+    """The body is compiled under a file name tracebacks and linecache resolve: the panel
+    names the body line that raised, with the traceback expandable."""
+    import linecache
+
+    run(shell, "%%rtk_subscribe where --name feed\nvalue = data\nprint(dta)\n")
+    feed = shell.user_ns["feed"]
+    admin.publish("where", "1")
+    wait_until(lambda: feed.stats.handler_errors == 1, 5, "the handler error")
+    _t, _channel, _data, exc, tb = feed.failures[-1]
+    assert isinstance(exc, NameError)
+    assert f'File "{feed.body_filename}", line 2' in tb and "print(dta)" in tb
+    assert linecache.getline(feed.body_filename, 2).strip() == "print(dta)"
+    feed.panel.refresh()
+    log = feed.panel.log.value
+    assert "handler error NameError: name &#x27;dta&#x27; is not defined" in log
+    assert "cell body line 2: <code>print(dta)</code>" in log
+    assert "<details" in log and "Traceback" in log
+
+
+def test_rough_edges_types_time_zone_and_a_narrow_subs_table(shell, admin):
+    run(shell, "%%rtk_subscribe rough rough.* --name feed\n")
+    feed = shell.user_ns["feed"]
+    admin.publish("rough", json.dumps({"seq": 1, "v": 0.5}))
+    admin.publish("rough", json.dumps({"v": 1.5}))  # no seq: <NA>, the column stays integer
+    admin.publish("rough.x", json.dumps({"seq": 3, "flag": True}))
+    wait_until(lambda: feed.stats.delivered == 3, 5, "three messages")
+    flat = feed.df_expanded()
+    assert str(flat["seq"].dtype) == "Int64" and list(flat["seq"].astype(object)) == [1, pd.NA, 3]
+    assert flat["v"].dtype == "float64"
+    df = feed.df
+    # A plain channel's pattern is None (documented), never an empty string.
+    assert df["pattern"].iloc[0] is None and df["pattern"].iloc[2] == "rough.*"
+    assert str(df["time"].dt.tz) == "UTC"
+    run(shell, "%config RtkMagics.timezone = 'Europe/Paris'")
+    try:
+        assert str(feed.df["time"].dt.tz) == "Europe/Paris"
+        feed.panel.refresh()
+        assert "time (Europe/Paris)" in feed.panel.table.value
+        with pytest.raises(TraitError, match="unknown time zone 'Mars/Olympus'"):
+            shell.magics_manager.registry["RtkMagics"].timezone = "Mars/Olympus"
+    finally:
+        shell.magics_manager.registry["RtkMagics"].timezone = "UTC"
+        shell.config.RtkMagics.pop("timezone", None)
+    subs = run(shell, "%rtk subs")
+    assert len(subs.columns) <= 9
+    assert max(len(line) for line in subs.to_string().splitlines()) < 100  # no sideways scroll

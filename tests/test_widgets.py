@@ -12,7 +12,7 @@ pytest.importorskip("ipywidgets")
 
 from redis_toolkit_nb.notebook import charts  # noqa: E402
 from redis_toolkit_nb.notebook.dashboard import Dashboard, flow_links  # noqa: E402
-from redis_toolkit_nb.notebook.rates import RateHistory  # noqa: E402
+from redis_toolkit_nb.notebook.rates import OTHER, Traffic  # noqa: E402
 from redis_toolkit_nb.notebook.refresher import REFRESHER  # noqa: E402
 from redis_toolkit_nb.notebook.state import NotebookState  # noqa: E402
 from redis_toolkit_nb.notebook.subscription import Subscription  # noqa: E402
@@ -44,18 +44,18 @@ def test_panel_dom_contract_and_counters(state, admin):
     rows = panel.table.value.split("<tr>")[2:]
     assert len(rows) == panel.table_rows  # bounded
     assert "{&quot;i&quot;:24}" in rows[0]  # newest on top (escaped)
-    assert set(panel.filter.options) == {"(all channels)", "w.a", "w-plain"}
+    assert set(panel.filter.options) == {"w.a", "w-plain"}
     panel.filter.value = "w.a"  # the filter re-renders at once
     assert "w-plain" not in panel.table.value and "{&quot;i&quot;:23}" in panel.table.value
-    # After Clear the selected channel has no traffic listed, yet the menu stays usable.
+    # After Clear the selected channel has no traffic listed, yet the filter stays.
     sub.clear()
     panel.refresh()
-    assert panel.filter.value == "w.a" and "w.a" in panel.filter.options
+    assert panel.filter.value == "w.a"
     admin.publish("w.new", json.dumps({"i": 99}))
     wait_until(lambda: sub.stats.delivered == 26, 5, "the 26th message")
     panel.refresh()
     assert "w.new" in panel.filter.options and panel.filter.value == "w.a"
-    panel.filter.value = "(all channels)"
+    panel.filter.value = ""  # all channels
     assert "{&quot;i&quot;:99}" in panel.table.value
 
 
@@ -69,20 +69,37 @@ def test_untrusted_payloads_and_names_are_escaped(state, admin):
     assert "&lt;script&gt;" in html
 
 
-def test_buttons_pause_resume_clear_stop(state, admin):
+def test_buttons_pause_resume_discard_clear_stop(state, admin):
     sub = state.subscribe(["btn"], name="feed")
     panel = sub.panel
+    admin.publish("btn", "before")
+    wait_until(lambda: sub.stats.delivered == 1, 5, "the first message")
     panel.pause_button.click()
+    table_at_pause = panel.table.value
     assert sub.paused and panel.pause_button.description == "Resume"
-    admin.publish("btn", "while paused")
-    wait_until(lambda: sub.stats.skipped == 1, 5, "the paused message to be counted")
+    for n in range(20):
+        admin.publish("btn", f"while paused {n}")
+    # Capturing goes on: df and the counters have them, none is skipped or lost.
+    wait_until(lambda: len(sub.df) == 21, 5, "the messages sent while paused in df")
+    assert sub.stats.skipped == 0 and sub.stats.received == 21
+    panel.refresh()
+    assert panel.table.value == table_at_pause  # the view is frozen
+    assert "20 new since paused" in panel.counters.value and "received 21" in panel.counters.value
+    assert "while paused" not in panel.log.value
     panel.pause_button.click()
     assert not sub.paused and panel.pause_button.description == "Pause"
-    admin.publish("btn", "after")
-    wait_until(lambda: sub.stats.delivered == 1, 5, "a delivered message")
+    assert "while paused 19" in panel.table.value and "new since paused" not in panel.counters.value
+    # Dropping on purpose is a separate, clearly named control.
+    assert panel.discard_button.description == "Discard incoming"
+    panel.discard_button.value = True
+    assert sub.discarding and "discarding incoming" in panel.counters.value
+    admin.publish("btn", "dropped on purpose")
+    wait_until(lambda: sub.stats.skipped == 1, 5, "the discarded message to be counted")
+    panel.discard_button.value = False
+    assert not sub.discarding and len(sub.df) == 21
     panel.clear_button.click()
     assert len(sub.df) == 0 and "no messages yet" in panel.table.value
-    assert sub.stats.received == 2  # totals stay
+    assert sub.stats.received == 22  # totals stay
     panel.stop_button.click()
     assert not sub.running and panel.stop_button.disabled and "stopped" in panel.counters.value
     assert "feed" not in state.subscriptions
@@ -115,18 +132,25 @@ def test_refresh_cost_is_bounded_by_what_is_shown(state, admin):
     assert len(sub.df) == 100_000
 
 
-def test_rate_history_per_second_buckets():
-    h = RateHistory(window=60)
-    h.sample({"a": 0}, now=1000.0)
-    h.sample({"a": 10, "b": 5}, now=1000.5)
-    h.sample({"a": 30, "b": 5}, now=1001.2)
-    h.sample({"a": 2}, now=1002.1)  # counters cleared: counted from zero
-    seconds, series = h.series(now=1003.0)
-    assert seconds[-3:] == [1000, 1001, 1002]
-    assert series["a"][-3:] == [10, 20, 2] and series["b"][-3:] == [5, 0, 0]
-    assert h.recent(3, now=1003.0) == {"a": 32 / 3, "b": 5 / 3}
-    _, later = h.series(now=1100.0)
-    assert later == {}  # out of the window
+def test_traffic_now_and_the_minute_chart():
+    t = Traffic(window=60, tracked=3)
+    t.rates(now=1000.0)
+    for _ in range(10):
+        t.count("a")
+    for _ in range(5):
+        t.count("b")
+    r = t.rates(now=1000.5)
+    assert r.now == 15 / 0.5 and dict(r.top) == {"a": 20.0, "b": 10.0}
+    for channel in ("c", "d", "e"):  # beyond ``tracked``: counted under (other)
+        t.count(channel)
+    r = t.rates(now=1001.2)
+    assert r.total == 18 and set(r.channels) == {"a", "b", "c"}
+    assert r.series["a"][-1] == 10 and r.series[OTHER][-1] == 0  # second 1000 complete
+    r = t.rates(now=1002.1)
+    assert r.series[OTHER][-1] == 2 and r.series["c"][-1] == 1
+    # "now" covers the last second: 0 once a second (and a tick) passed without traffic.
+    assert t.rates(now=1003.3).now == 0.0
+    assert t.rates(now=1100.0).series == {}  # out of the window
 
 
 def test_charts_are_drawn_svg():
@@ -213,3 +237,143 @@ def test_subscription_display_is_the_panel(state):
     )
     assert "<Subscription feed running on disp" in bundle["text/plain"]
     assert isinstance(sub, Subscription)
+
+
+def _now_figure(text: str) -> float:
+    import re
+
+    return float(
+        re.search(r"received \d+ · delivered \d+ · ([\d.]+) msg/s now \(last 1 s\)", text).group(1)
+    )
+
+
+def test_one_now_for_counters_chart_and_subs_and_it_falls_to_zero(state, admin):
+    """The counters, the chart legend and %rtk subs show the same "now" (last 1 s, said);
+    the average says "since start"; "now" reads 0 within 2 s after traffic stops."""
+    from redis_toolkit_nb.notebook.frames import subscriptions_frame
+
+    sub = state.subscribe(["now.a"], name="feed")
+    deadline = time.monotonic() + 1.2
+    sent = 0
+    while time.monotonic() < deadline:  # ~1 s of steady traffic
+        admin.publish("now.a", "x")
+        sent += 1
+        time.sleep(0.005)
+    stopped = time.monotonic()
+    wait_until(lambda: sub.stats.delivered == sent, 5, "every message")
+    panel = sub.panel
+    with REFRESHER._lock:  # hold the refresher off: one snapshot, read three ways
+        panel.refresh()
+        snap = panel._last_snapshot
+        subs = subscriptions_frame([sub])
+    counters_now = _now_figure(panel.counters.value)
+    assert "msg/s avg since start" in panel.counters.value
+    assert counters_now == round(snap.rates.now, 1) > 0
+    legend = dict(snap.rates.top)["now.a"]
+    assert f"now.a {charts._fmt(legend)}/s" in panel.chart.value
+    assert abs(legend - snap.rates.now) < 1e-6
+    # A fresh snapshot, milliseconds later: the same definition, so the same figure (within
+    # the few messages per second one more millisecond of span can change).
+    assert abs(float(subs["now/s"].iloc[0]) - counters_now) <= max(0.05 * counters_now, 1)
+    wait_until(lambda: _now_figure(panel.counters.value) == 0.0, 5, "now at 0")
+    assert time.monotonic() - stopped < 2.0, "now read 0 more than 2 s after traffic stopped"
+    with panel._lock:  # the refresher may be between the counters and the chart
+        assert "now.a 0/s" in panel.chart.value
+    assert float(subscriptions_frame([sub])["now/s"].iloc[0]) == 0.0
+
+
+def test_a_failing_panel_leaves_nothing_running(state, admin, monkeypatch):
+    from redis_toolkit_nb.notebook import panel as panel_module
+
+    def broken(self, *args, **kwargs):
+        raise RuntimeError("the panel could not be built")
+
+    monkeypatch.setattr(panel_module.LivePanel, "__init__", broken)
+    with pytest.raises(RuntimeError, match="could not be built"):
+        state.subscribe(["leak"], name="feed")
+    wait_until(lambda: dict(admin.pubsub_numsub("leak")) == {b"leak": 0}, 5, "no subscriber")
+    import threading
+
+    assert not [t for t in threading.enumerate() if t.name.startswith("feed-")]
+
+
+def test_the_refresher_never_writes_the_users_filter(state, admin):
+    """New channels arriving while the user picks one must not reset the choice."""
+    sub = state.subscribe(["own.*"], name="feed")
+    panel = sub.panel
+    writes = []
+    panel.filter.observe(lambda change: writes.append(change["new"]), names="value")
+    panel.filter.value = "own.x"
+    for i in range(30):
+        admin.publish(f"own.{i}", "1")
+        if i % 5 == 0:
+            panel.refresh()
+    wait_until(lambda: sub.stats.delivered == 30, 5, "30 messages")
+    panel.refresh()
+    assert writes == ["own.x"] and panel.filter.value == "own.x"
+    assert "own.29" in panel.filter.options
+
+
+def test_a_stopped_panel_keeps_its_context(state, admin):
+    sub = state.subscribe(["ctx.*", "ctx-plain"], name="feed")
+    for i in range(10):
+        admin.publish("ctx.a", str(i))
+    wait_until(lambda: sub.stats.delivered == 10, 5, "10 messages")
+    time.sleep(1.1)  # a complete second for the chart
+    sub.panel.refresh()
+    sub.stop()
+    panel = sub.panel
+    assert "ctx.*" in panel.header.value and "ctx-plain" in panel.header.value
+    assert "stopped" in panel.header.value
+    assert "received 10" in panel.counters.value and "stopped</b> at" in panel.counters.value
+    assert 'data-channel="ctx.a"' in panel.chart.value and "stopped" in panel.chart.value
+    assert "no messages in the last minute" not in panel.chart.value
+    assert "9" in panel.table.value
+    chart = panel.chart.value
+    time.sleep(1.1)
+    panel.refresh()
+    assert panel.chart.value == chart  # the last minute as it was when it stopped
+
+
+def test_an_idle_panel_sends_nothing(state, admin):
+    sub = state.subscribe(["idle"], name="feed")
+    panel = sub.panel
+    panel.refresh()
+    sent = []
+    for widget in (panel.header, panel.counters, panel.chart, panel.table, panel.log):
+        widget.observe(lambda change: sent.append(change["name"]), names="value")
+    ticks = REFRESHER.ticks
+    wait_until(lambda: REFRESHER.ticks >= ticks + 4, 5, "four ticks")
+    assert sent == []
+    admin.publish("idle", "wake up")
+    wait_until(lambda: "received 1" in panel.counters.value, 5, "the message shown")
+    assert sent
+
+
+def test_paging_back_through_the_buffer_and_the_log(state, admin):
+    sub = state.subscribe(["pg"], name="feed", max_rows=500, log_size=20)
+    panel = sub.panel
+    for i in range(100):
+        admin.publish("pg", json.dumps({"n": i}))
+    wait_until(lambda: sub.stats.delivered == 100, 5, "100 messages")
+    panel.refresh()
+    assert "{&quot;n&quot;:99}" in panel.table.value and panel.newer_button.disabled
+    panel.older_button.click()
+    # Page 2 holds rows 21-40 from the newest (page size: the log's 20).
+    assert (
+        "{&quot;n&quot;:79}" in panel.table.value and "{&quot;n&quot;:99}" not in panel.table.value
+    )
+    assert "{&quot;n&quot;:60}" in panel.log.value and "{&quot;n&quot;:80}" not in panel.log.value
+    for i in range(100, 110):  # new traffic does not shift the page being read
+        admin.publish("pg", json.dumps({"n": i}))
+    wait_until(lambda: sub.stats.delivered == 110, 5, "110 messages")
+    panel.refresh()
+    assert "{&quot;n&quot;:79}" in panel.table.value and "page 2" in panel.page_label.value
+    for _ in range(3):
+        panel.older_button.click()
+    assert "{&quot;n&quot;:0}" in panel.log.value and "page 5" in panel.page_label.value
+    panel.older_button.click()
+    assert "no older messages" in panel.table.value
+    for _ in range(6):
+        panel.newer_button.click()
+    assert "{&quot;n&quot;:109}" in panel.table.value and "newest" in panel.page_label.value

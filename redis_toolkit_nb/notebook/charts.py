@@ -21,8 +21,19 @@ def _fmt(value: float) -> str:
     return f"{value:g}" if value == int(value) else f"{value:.1f}"
 
 
-def rate_chart(series: dict[str, list[int]], width: int = 560, height: int = 180) -> str:
-    """A line per channel: messages per second over the window (oldest on the left)."""
+def rate_chart(
+    series: dict[str, list[int]],
+    width: int = 560,
+    height: int = 180,
+    legend: dict[str, float] | None = None,
+    note: str = "",
+    now_label: str = "now",
+) -> str:
+    """A line per channel: messages per second over the window (oldest on the left).
+
+    ``legend`` gives each channel's rate "now" (the panel's one definition); without it the
+    legend shows the last second drawn. ``note`` is written in the top right corner.
+    """
     left, right, top, bottom = 44, 130, 12, 22
     plot_w, plot_h = width - left - right, height - top - bottom
     n = max((len(v) for v in series.values()), default=60)
@@ -37,10 +48,16 @@ def rate_chart(series: dict[str, list[int]], width: int = 560, height: int = 180
         f'<text x="{left - 4}" y="{top + 9}" font-size="10" text-anchor="end">{_fmt(ymax)}</text>',
         f'<text x="{left - 4}" y="{top + plot_h}" font-size="10" text-anchor="end">0</text>',
         f'<text x="{left}" y="{height - 6}" font-size="10">-{n}s</text>',
-        f'<text x="{left + plot_w}" y="{height - 6}" font-size="10" text-anchor="end">now</text>',
+        f'<text x="{left + plot_w}" y="{height - 6}" font-size="10" '
+        f'text-anchor="end">{escape(now_label)}</text>',
         f'<text x="{left + plot_w / 2}" y="{height - 6}" font-size="10" '
         'text-anchor="middle">messages/s</text>',
     ]
+    if note:
+        parts.append(
+            f'<text class="rtk-chart-note" x="{left + plot_w - 4}" y="{top + 12}" '
+            f'font-size="11" fill="#c60" text-anchor="end">{escape(note)}</text>'
+        )
     if not series:
         parts.append(
             f'<text x="{left + plot_w / 2}" y="{top + plot_h / 2}" font-size="12" '
@@ -58,7 +75,7 @@ def rate_chart(series: dict[str, list[int]], width: int = 560, height: int = 180
             f'stroke="{color}" stroke-width="1.5" points="{points}"/>'
         )
         y = top + 10 + k * 14
-        last = values[-1] if values else 0
+        last = legend.get(channel, 0.0) if legend is not None else (values[-1] if values else 0)
         parts.append(
             f'<rect x="{left + plot_w + 8}" y="{y - 8}" width="10" height="3" fill="{color}"/>'
             f'<text x="{left + plot_w + 22}" y="{y - 3}" font-size="10">'

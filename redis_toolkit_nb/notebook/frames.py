@@ -10,16 +10,19 @@ import pandas as pd
 COLUMNS = ("time", "channel", "pattern", "data", "size")
 
 
-def messages_frame(rows: list[tuple[float, Any, Any, Any, int]]) -> pd.DataFrame:
-    """One row per message, oldest first: ``time`` (UTC timestamps), ``channel``, ``pattern``
-    (None for a plain channel subscription), ``data`` (the decoded payload) and ``size``."""
+def messages_frame(rows: list[tuple[float, Any, Any, Any, int]], tz: str = "UTC") -> pd.DataFrame:
+    """One row per message, oldest first: ``time`` (timestamps in ``tz``), ``channel``,
+    ``pattern`` (the matching pattern; None for a plain channel subscription, never an empty
+    string), ``data`` (the decoded payload) and ``size``."""
     if rows:
         times, channels, patterns, data, sizes = zip(*rows, strict=False)
     else:
         times = channels = patterns = data = sizes = ()
     return pd.DataFrame(
         {
-            "time": pd.to_datetime(pd.Series(times, dtype="float64"), unit="s", utc=True),
+            "time": pd.to_datetime(
+                pd.Series(times, dtype="float64"), unit="s", utc=True
+            ).dt.tz_convert(tz),
             "channel": pd.Series(channels, dtype=object),
             "pattern": pd.Series(patterns, dtype=object),
             "data": pd.Series(data, dtype=object),
@@ -33,19 +36,38 @@ def expand(frame: pd.DataFrame, sep: str = ".") -> pd.DataFrame:
     """``frame`` with dict payloads flattened into columns (nested keys joined by ``sep``).
 
     Rows whose payload is not a dict keep it in ``data``; a payload key that collides with a
-    message column is prefixed ``data.``.
+    message column is prefixed ``data.``. A column whose values are all whole numbers stays
+    integer (``Int64``, with ``<NA>`` where a row lacks the key), not float.
     """
     base = frame.drop(columns=["data"]).reset_index(drop=True)
     payloads = list(frame["data"])
     dicts = [p if isinstance(p, dict) else {} for p in payloads]
-    flat = pd.json_normalize(dicts, sep=sep) if any(dicts) else pd.DataFrame(index=base.index)
+    # Flattened as Python objects first: pandas' json_normalize fills a missing key with NaN,
+    # which turns a column of whole numbers into floats (seq 3 -> 3.0).
+    records = [_flatten(d, "", sep, {}) for d in dicts]
+    flat = pd.DataFrame(records, dtype=object, index=base.index)
+    for column in flat.columns:
+        values = flat[column].dropna()
+        if len(values) and all(type(v) is int for v in values):
+            flat[column] = flat[column].astype("Int64")
+        else:
+            flat[column] = flat[column].infer_objects()
     flat.columns = [f"data{sep}{c}" if c in COLUMNS else c for c in flat.columns]
-    flat.index = base.index
     other = pd.Series([None if isinstance(p, dict) else p for p in payloads], dtype=object)
     parts = [base, flat]
     if other.notna().any():
         parts.append(other.rename("data").to_frame().set_index(base.index))
     return pd.concat(parts, axis=1)
+
+
+def _flatten(value: dict[Any, Any], prefix: str, sep: str, out: dict[str, Any]) -> dict[str, Any]:
+    for key, item in value.items():
+        name = f"{prefix}{sep}{key}" if prefix else str(key)
+        if isinstance(item, dict) and item:
+            _flatten(item, name, sep, out)
+        else:
+            out[name] = item
+    return out
 
 
 def exportable(frame: pd.DataFrame) -> pd.DataFrame:
@@ -60,38 +82,27 @@ def exportable(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def subscriptions_frame(subs: list[Any]) -> pd.DataFrame:
-    """One row per subscription with its figures (``%rtk subs``)."""
+    """One row per subscription (``%rtk subs``), from the same snapshot its panel shows:
+    ``now`` is messages per second over the last second, ``avg`` since the start. Narrow on
+    purpose (a notebook output must not scroll sideways): ``errors`` adds handler and decode
+    errors; ``stats`` has every figure."""
     rows = []
     for sub in subs:
-        s = sub.stats
+        snap = sub.snapshot()
+        s = snap.stats
+        state = snap.state + ("" if s.connected or snap.state == "stopped" else ", disconnected")
         rows.append(
             {
                 "name": sub.name,
-                "channels": ", ".join(s.channels),
-                "patterns": ", ".join(s.patterns),
+                "subscribed": ", ".join(snap.channels + snap.patterns),
                 "received": s.received,
-                "rate": round(s.rate, 1),
+                "now/s": round(snap.rates.now, 1),
+                "avg/s": round(snap.avg, 1),
                 "dropped": s.dropped,
-                "handler_errors": s.handler_errors,
-                "decode_errors": s.decode_errors,
-                "reconnects": s.reconnects,
-                "connected": s.connected,
-                "paused": s.paused,
+                "errors": s.handler_errors + s.decode_errors,
                 "rows": len(sub.subscriber.buffer or ()),
+                "state": state,
             }
         )
-    columns = [
-        "name",
-        "channels",
-        "patterns",
-        "received",
-        "rate",
-        "dropped",
-        "handler_errors",
-        "decode_errors",
-        "reconnects",
-        "connected",
-        "paused",
-        "rows",
-    ]
-    return pd.DataFrame(rows, columns=columns)
+    columns = ["name", "subscribed", "received", "now/s", "avg/s", "dropped", "errors"]
+    return pd.DataFrame(rows, columns=[*columns, "rows", "state"])

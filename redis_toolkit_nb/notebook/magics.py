@@ -11,6 +11,7 @@ import functools
 import re
 from collections.abc import Callable
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import redis
 from IPython.core.error import UsageError
@@ -25,9 +26,10 @@ from traitlets import Bool, Float, Int, TraitError, Unicode, observe, validate
 
 from .. import ToolkitError, mask_url
 from . import parsing
+from .errors import body_filename, register_body
 from .publishing import publish_repeated
 from .refresher import REFRESHER
-from .state import NotebookState
+from .state import NotebookState, default_name
 
 
 def _usage_errors(method: Callable[..., Any]) -> Callable[..., Any]:
@@ -70,12 +72,20 @@ class RtkMagics(Magics):
         config=True,
         help="Print the masked URL, server and version on the first connection.",
     )
-    log_size = Int(50, config=True, help="Entries in each panel's log.")
+    log_size = Int(50, config=True, help="Entries in each panel's log (one page of it).")
+    timezone = Unicode(
+        "UTC",
+        config=True,
+        help="Time zone of the DataFrames' time column and the panels' clocks (an IANA name "
+        "such as 'Europe/Paris'; 'UTC' by default).",
+    )
 
     def __init__(self, shell: Any = None, **kwargs: Any) -> None:
         super().__init__(shell, **kwargs)
         namespace = shell.user_ns if shell is not None else {}
-        self.state = NotebookState(namespace, default_url=lambda: self.default_url)
+        self.state = NotebookState(
+            namespace, default_url=lambda: self.default_url, timezone=lambda: self.timezone
+        )
         self.dashboard: Any = None  # the latest %rtk panel
         REFRESHER.interval = self.refresh_interval
 
@@ -83,6 +93,17 @@ class RtkMagics(Magics):
     def _check_interval(self, proposal: dict[str, Any]) -> float:
         if proposal["value"] <= 0:
             raise TraitError(f"RtkMagics.refresh_interval must be > 0, not {proposal['value']}")
+        return proposal["value"]
+
+    @validate("timezone")
+    def _check_timezone(self, proposal: dict[str, Any]) -> str:
+        try:
+            ZoneInfo(proposal["value"])
+        except (ZoneInfoNotFoundError, ValueError):
+            raise TraitError(
+                f"RtkMagics.timezone: unknown time zone {proposal['value']!r} (an IANA name "
+                "such as 'UTC' or 'Europe/Paris')"
+            ) from None
         return proposal["value"]
 
     @observe("refresh_interval")
@@ -111,16 +132,19 @@ class RtkMagics(Magics):
     @line_magic
     @_usage_errors
     def rtk_publish(self, line: str) -> Any:
-        """%rtk_publish [--count N] [--rate R] CHANNEL PAYLOAD
+        """%rtk_publish [--text] [--count N] [--rate R] CHANNEL PAYLOAD
 
         PAYLOAD is a Python expression evaluated in the notebook's namespace (a dict literal,
         a variable, a number, an f-string); text that is not an expression is sent as JSON if
-        it is JSON, else as a plain string. IPython's ``{var}``/``$var`` expansion is off here
-        (JSON stays intact); use an f-string to insert values. Returns the number of receivers;
-        with --count/--rate, a report (``i`` is the message index inside PAYLOAD).
+        it is JSON, else as a plain string, but text that looks like JSON or a literal (starts
+        with a bracket, quote or digit) and does not parse is an error; ``--text`` sends
+        PAYLOAD as typed. IPython's ``{var}``/``$var`` expansion is off here (JSON stays
+        intact); use an f-string to insert values. Returns the number of receivers; with
+        --count/--rate, a report (``i`` is the message index inside PAYLOAD).
         """
         args = parsing.parse_publish(line)
-        payload = parsing.Payload(args.payload, self.shell.user_ns if self.shell else {})
+        namespace = self.shell.user_ns if self.shell else {}
+        payload = parsing.Payload(args.payload, namespace, as_text=args.text)
         self._ensure_connected()
         tk = self.state.toolkit
         if not args.repeat:
@@ -148,12 +172,15 @@ class RtkMagics(Magics):
         args = parsing.subscribe_parser().parse_args(tokens)
         body = None
         if cell and cell.strip():
+            # A file name tracebacks and linecache resolve: errors point at the body's lines.
+            filename = body_filename(args.name or default_name(args.names))
             try:
-                body = compile(cell, f"<rtk_subscribe {args.name or args.names[0]}>", "exec")
+                body = compile(cell, filename, "exec")
             except SyntaxError as exc:
                 raise UsageError(
                     f"%%rtk_subscribe: syntax error in the cell body, line {exc.lineno}: {exc.msg}"
                 ) from None
+            register_body(filename, cell)
         if args.name is not None and not args.name.isidentifier():
             raise UsageError(f"%%rtk_subscribe: --name {args.name!r} is not a Python identifier")
         self._ensure_connected()

@@ -1,5 +1,9 @@
 """``LivePanel``: the per-subscription view (counters, rate chart, newest rows, log, controls).
 
+Each tick renders one ``Snapshot`` of the subscription (see ``snapshot``) and the rows of its
+buffer; a widget is written only when its text changed, so an idle panel sends nothing. The
+refreshing thread never writes a trait the user owns (the channel filter's value, the page).
+
 DOM contract (the browser tests rely on it): the outermost widget has CSS class ``rtk-panel``;
 the counters widget ``rtk-counters`` (its text includes ``received <N>``); the newest-rows
 table ``rtk-table``; the log ``rtk-log``.
@@ -8,22 +12,22 @@ table ``rtk-table``; the log ``rtk-log``.
 from __future__ import annotations
 
 import threading
-import time
-from datetime import datetime, timezone
 from html import escape
+from itertools import islice
 from typing import TYPE_CHECKING, Any
 
 import ipywidgets as W
 import orjson
 
 from . import charts
+from .errors import failure_html
 from .refresher import REFRESHER
+from .snapshot import Snapshot, clock
 
 if TYPE_CHECKING:
     from .subscription import Subscription
 
-ALL = "(all channels)"
-_SCAN = 5000  # newest buffered messages scanned when a channel filter is on
+_SCAN = 5000  # buffered messages scanned per page when a channel filter is on
 
 
 def preview(value: Any, limit: int = 120) -> str:
@@ -41,20 +45,30 @@ def preview(value: Any, limit: int = 120) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "\u2026"
 
 
-def clock(t: float) -> str:
-    return datetime.fromtimestamp(t, timezone.utc).strftime("%H:%M:%S.%f")[:-3]
-
-
-def counters_text(sub: Subscription, now_rate: float) -> str:
-    s = sub.stats
-    state = "stopped" if not sub.running else ("paused" if s.paused else "running")
+def counters_text(snap: Snapshot, tz: str = "UTC") -> str:
+    """The counters line: every figure, "now" with its window, the average since the start."""
+    s = snap.stats
     link = "connected" if s.connected else "disconnected"
-    return (
-        f"received {s.received} · delivered {s.delivered} · {now_rate:.1f} msg/s now "
-        f"({s.rate:.1f} avg) · dropped {s.dropped} · handler errors {s.handler_errors} · "
-        f"decode errors {s.decode_errors} · skipped {s.skipped} · reconnects {s.reconnects} · "
-        f"{state}, {link}"
+    if snap.state == "stopped" and snap.stopped_at is not None:
+        state = f"<b>stopped</b> at {clock(snap.stopped_at, tz)[:8]} (final figures)"
+    else:
+        state = f"{snap.state}, {link}"
+    text = (
+        f"received {s.received} · delivered {s.delivered} · "
+        f"{snap.rates.now:.1f} msg/s now (last {snap.rates.window:g} s) · "
+        f"{snap.avg:.1f} msg/s avg since start · dropped {s.dropped} · "
+        f"handler errors {s.handler_errors} · decode errors {s.decode_errors} · "
+        f"discarded {s.skipped} · reconnects {s.reconnects} · {state}"
     )
+    if snap.discarding:
+        text += ' · <b style="color:#c60">discarding incoming</b>'
+    if snap.state == "paused" and snap.paused_at is not None:
+        text += (
+            f'<br><b class="rtk-paused">paused at {clock(snap.paused_at, tz)[:8]}: '
+            f"{snap.new_since_pause} new since paused</b> (captured in <code>df</code> and "
+            "the counters; Resume shows them)"
+        )
+    return text
 
 
 class LivePanel:
@@ -65,6 +79,12 @@ class LivePanel:
         self.log_size = log_size
         self.table_rows = table_rows
         self._lock = threading.RLock()
+        #: View state the user owns (set by clicks on the kernel's thread, read by ticks).
+        self.page = 0
+        self._anchor: int | None = None  # messages counted when the view left "newest"
+        self._frozen: Snapshot | None = None  # the snapshot shown while paused
+        self._last_key: Any = None
+        self._last_snapshot: Snapshot | None = None
         self.header = W.HTML()
         self.counters = W.HTML()
         self.counters.add_class("rtk-counters")
@@ -76,18 +96,44 @@ class LivePanel:
         self.log = W.HTML(layout=W.Layout(max_height="18em", overflow="auto"))
         self.log.add_class("rtk-log")
         self.pause_button = W.Button(description="Pause", icon="pause")
+        self.pause_button.add_class("rtk-pause")
+        self.discard_button = W.ToggleButton(
+            description="Discard incoming",
+            icon="ban",
+            tooltip="drop messages as they arrive (counted as discarded, never in df)",
+        )
         self.clear_button = W.Button(description="Clear", icon="eraser")
         self.stop_button = W.Button(description="Stop", icon="stop", button_style="danger")
-        self.filter = W.Dropdown(options=[ALL], value=ALL, description="Channel")
+        # A Combobox: new suggestions never reset what the user chose (a Dropdown would).
+        self.filter = W.Combobox(
+            placeholder="(all channels)",
+            description="Channel",
+            ensure_option=False,
+            continuous_update=False,
+        )
+        self.older_button = W.Button(description="Older", icon="chevron-left")
+        self.newer_button = W.Button(description="Newer", icon="chevron-right")
+        self.page_label = W.HTML()
         self.pause_button.on_click(self._on_pause)
+        self.discard_button.observe(
+            lambda change: self._guard(lambda: self.sub.discard(change["new"])), names="value"
+        )
         self.clear_button.on_click(lambda _: self._guard(self.sub.clear))
         self.stop_button.on_click(lambda _: self._guard(self.sub.stop))
-        self._syncing = False
-        self.filter.observe(
-            lambda _: None if self._syncing else self._guard(self.refresh), names="value"
-        )
+        self.older_button.on_click(lambda _: self._guard(lambda: self.go(self.page + 1)))
+        self.newer_button.on_click(lambda _: self._guard(lambda: self.go(self.page - 1)))
+        self.filter.observe(lambda _: self._guard(self._filter_changed), names="value")
         self.error = W.HTML()
-        controls = W.HBox([self.pause_button, self.clear_button, self.stop_button, self.filter])
+        controls = W.HBox(
+            [
+                self.pause_button,
+                self.discard_button,
+                self.clear_button,
+                self.stop_button,
+                self.filter,
+            ]
+        )
+        pager = W.HBox([self.older_button, self.newer_button, self.page_label])
         self.widget = W.VBox(
             [
                 self.header,
@@ -97,6 +143,7 @@ class LivePanel:
                 self.error,
                 W.HTML("<b>Newest messages</b>"),
                 self.table,
+                pager,
                 W.HTML("<b>Log</b> (messages, handler errors, print output; newest first)"),
                 self.log,
             ]
@@ -119,111 +166,171 @@ class LivePanel:
     def _on_pause(self, _: Any) -> None:
         self._guard(self.sub.resume if self.sub.paused else self.sub.pause)
 
+    def _filter_changed(self) -> None:
+        with self._lock:
+            self.page, self._anchor = 0, self._anchor if self.sub.paused else None
+            self._last_key = None
+        self.refresh()
+
+    def go(self, page: int) -> None:
+        """Show page ``page`` of the buffer and the log (0: the newest). Leaving the newest
+        page holds the view where it was, so new messages do not shift what is read."""
+        with self._lock:
+            page = max(page, 0)
+            if page and self._anchor is None:
+                self._anchor = self.sub.traffic.total
+            if not page and not self.sub.paused:
+                self._anchor = None
+            self.page = page
+            self._last_key = None
+        self.refresh()
+
+    def cleared(self) -> None:
+        """The subscription was cleared: back to the newest page."""
+        with self._lock:
+            self.page = 0
+            self._anchor = self.sub.traffic.total if self.sub.paused else None
+            self._last_key = None
+        self.refresh()
+
     def stopped(self) -> None:
-        """The subscription ended: show the final figures, disable the controls."""
+        """The subscription ended: keep its last view, marked stopped; disable the controls."""
         REFRESHER.remove(self)
         with self._lock:
-            for button in (self.pause_button, self.clear_button, self.stop_button):
+            for button in (
+                self.pause_button,
+                self.discard_button,
+                self.clear_button,
+                self.stop_button,
+            ):
                 button.disabled = True
+            self._last_key = None
         self.refresh()
 
     # ---- the tick -----------------------------------------------------------------------------
     def refresh(self) -> None:
-        """Recompute what is shown (called by the refresher a few times a second)."""
+        """Render the subscription's snapshot (called by the refresher a few times a second)."""
         with self._lock:
             sub = self.sub
-            now = time.time()
-            stats = sub.stats
-            if sub.running:
-                sub.rates.sample(stats.by_channel, now)
-            recent = sub.rates.recent(5, now)
-            _, series = sub.rates.series(now)
-            channels = sorted({str(c) for c in stats.by_channel} | set(recent))
-            header = self._header(stats)
-            counters = counters_text(sub, sum(recent.values()))
-            chart = charts.rate_chart(series)
-            rows = self._rows()
-            table = self._table(rows)
-            log = self._log(rows)
-            with self.widget.hold_sync():
-                self.header.value = header
-                self.counters.value = counters
-                self.chart.value = chart
-                self.table.value = table
-                self.log.value = log
-                wanted = [ALL, *channels[:200]]
-                if self.filter.value not in wanted:
-                    # Keep the selection listed (after Clear, say) so the menu stays live.
-                    wanted.append(self.filter.value)
-                if list(self.filter.options) != wanted:
-                    # A Dropdown resets its value when its options change: put it back, with
-                    # the observer muted (this is not the user choosing a channel).
-                    current = self.filter.value
-                    self._syncing = True
-                    try:
-                        self.filter.options = wanted
-                        self.filter.value = current
-                    finally:
-                        self._syncing = False
-                self.pause_button.description = "Resume" if stats.paused else "Pause"
-                self.pause_button.icon = "play" if stats.paused else "pause"
+            live = sub.snapshot()
+            self._last_snapshot = live
+            if live.state == "paused":
+                if self._frozen is None:
+                    self._frozen = live
+                    if self._anchor is None:
+                        self._anchor = sub._paused_at[1] if sub._paused_at else live.rates.total
+            else:
+                self._frozen = None
+                if self.page == 0:
+                    self._anchor = None
+            shown = self._frozen or live  # the chart and the log's errors freeze with the view
+            wanted = (self.filter.value or "").strip()
+            frozen_at = self._frozen.rates.time if self._frozen is not None else None
+            key = (live.key(), frozen_at, self.page, self._anchor, wanted)
+            if key == self._last_key:
+                return  # nothing changed: send nothing
+            self._last_key = key
+            tz = sub.timezone
+            rows = self._rows(wanted, live.rates.total)
+            self._set(self.header, self._header(live))
+            self._set(self.counters, counters_text(live, tz))
+            note = "stopped" if live.state == "stopped" else ("paused" if shown is not live else "")
+            legend = dict(shown.rates.top)
+            chart = charts.rate_chart(
+                shown.rates.series,
+                legend=legend,
+                note=note,
+                now_label=f"now ({shown.rates.window:g} s)",
+            )
+            self._set(self.chart, chart)
+            self._set(self.table, self._table(rows, tz))
+            self._set(self.log, self._log(rows, shown, tz))
+            self._set(self.page_label, self._page_text(len(rows)))
+            options = tuple(c for c in live.rates.channels if c)
+            if tuple(self.filter.options) != options:
+                self.filter.options = options  # suggestions only: the value is the user's
+            self.older_button.disabled = not rows
+            self.newer_button.disabled = self.page == 0
+            paused = live.state == "paused"
+            self.pause_button.description = "Resume" if paused else "Pause"
+            self.pause_button.icon = "play" if paused else "pause"
 
-    def _header(self, stats: Any) -> str:
-        names = ", ".join(escape(n) for n in stats.channels) or "-"
-        pats = ", ".join(escape(n) for n in stats.patterns) or "-"
+    @staticmethod
+    def _set(widget: W.HTML, value: str) -> None:
+        if widget.value != value:
+            widget.value = value
+
+    def _header(self, snap: Snapshot) -> str:
+        names = ", ".join(escape(n) for n in snap.channels) or "-"
+        pats = ", ".join(escape(n) for n in snap.patterns) or "-"
         extra = ""
-        if stats.last_error:
-            extra = f' <span style="color:#c60">last error: {escape(stats.last_error)}</span>'
+        if snap.stats.last_error:
+            extra = f' <span style="color:#c60">last error: {escape(snap.stats.last_error)}</span>'
+        stopped = " · <b>stopped</b>" if snap.state == "stopped" else ""
         return (
             f"<b>{escape(self.sub.name)}</b> on {escape(self.sub.url)} · channels: {names} · "
-            f"patterns: {pats}{extra}"
+            f"patterns: {pats}{stopped}{extra}"
         )
 
-    def _rows(self) -> list[Any]:
+    def _rows(self, wanted: str, total: int) -> list[Any]:
+        """The messages of this page, newest first (up to the log's size)."""
         buffer = self.sub.subscriber.buffer
         if buffer is None:
             return []
-        wanted = self.filter.value
         count = max(self.table_rows, self.log_size)
-        if wanted == ALL:
-            return buffer.newest(count)
-        return [m for m in buffer.newest(_SCAN) if str(m.channel) == wanted][:count]
+        skip = total - self._anchor if self._anchor is not None else 0
+        skip = max(skip, 0)
+        if not wanted:
+            return buffer.newest(skip + (self.page + 1) * count)[skip + self.page * count :]
+        scanned = buffer.newest(skip + _SCAN * (self.page + 1))[skip:]
+        matching = (m for m in scanned if str(m.channel) == wanted)
+        return list(islice(matching, self.page * count, (self.page + 1) * count))
 
-    def _table(self, rows: list[Any]) -> str:
+    def _page_text(self, found: int) -> str:
+        if self.page == 0 and self._anchor is None:
+            return "<i>newest</i>"
+        count = max(self.table_rows, self.log_size)
+        first = self.page * count + 1
+        where = "held while paused" if self.sub.paused else "held: Newer back to page 1 goes live"
+        if not found:
+            return f"page {self.page + 1}: <i>no older messages in the buffer</i> ({where})"
+        return (
+            f"page {self.page + 1}: messages {first}-{first + found - 1} from the newest ({where})"
+        )
+
+    def _table(self, rows: list[Any], tz: str) -> str:
         if not rows:
-            return "<i>no messages yet</i>"
+            return "<i>no messages yet</i>" if self.page == 0 else "<i>no older messages</i>"
         cells = "".join(
-            f"<tr><td>{clock(m.time)}</td><td>{escape(str(m.channel))}</td>"
+            f"<tr><td>{clock(m.time, tz)}</td><td>{escape(str(m.channel))}</td>"
             f"<td>{escape(str(m.pattern)) if m.pattern is not None else ''}</td>"
             f"<td><code>{escape(preview(m.data))}</code></td><td>{m.size}</td></tr>"
             for m in rows[: self.table_rows]
         )
         return (
-            '<table style="font-size:12px"><thead><tr><th>time (UTC)</th><th>channel</th>'
-            f"<th>pattern</th><th>data</th><th>size</th></tr></thead><tbody>{cells}</tbody>"
-            "</table>"
+            f'<table style="font-size:12px"><thead><tr><th>time ({escape(tz)})</th>'
+            "<th>channel</th><th>pattern</th><th>data</th><th>size</th></tr></thead>"
+            f"<tbody>{cells}</tbody></table>"
         )
 
-    def _log(self, rows: list[Any]) -> str:
-        # Handler errors and print output are what the user most needs to see: they keep at
-        # least half of the log even when messages stream in; messages fill the rest.
+    def _log(self, rows: list[Any], snap: Snapshot, tz: str) -> str:
+        # Handler errors and print output are what the user most needs to see: on the newest
+        # page they keep at least half of the log even when messages stream in.
         special: list[tuple[float, str]] = []
-        for t, channel, _data, exc, _tb in self.sub.failures[-self.log_size :]:
-            special.append(
-                (
-                    t,
-                    f'<span style="color:#c00">{clock(t)} {escape(str(channel))}: handler error '
-                    f"{escape(type(exc).__name__)}: {escape(preview(str(exc), 160))}</span>",
-                )
-            )
-        for t, channel, text in list(self.sub.prints)[-self.log_size :]:
-            special.append(
-                (t, f"{clock(t)} {escape(str(channel))}: print: {escape(preview(text, 160))}")
-            )
+        oldest = rows[-1].time if rows and self.page else None
+        newest = rows[0].time if rows and (self.page or self._anchor is not None) else None
+        for failure in snap.failures[-self.log_size :]:
+            t = failure[0]
+            if (oldest is None or t >= oldest) and (newest is None or t <= newest):
+                special.append((t, failure_html(failure, self.sub.body_filename, tz)))
+        for t, channel, text in snap.prints[-self.log_size :]:
+            if (oldest is None or t >= oldest) and (newest is None or t <= newest):
+                line = f"{clock(t, tz)} {escape(str(channel))}: print: {escape(preview(text, 160))}"
+                special.append((t, line))
         special.sort(key=lambda e: e[0], reverse=True)
         special = special[: max(self.log_size // 2, self.log_size - len(rows))]
         entries = special + [
-            (m.time, f"{clock(m.time)} {escape(str(m.channel))}: {escape(preview(m.data, 80))}")
+            (m.time, f"{clock(m.time, tz)} {escape(str(m.channel))}: {escape(preview(m.data, 80))}")
             for m in rows[: self.log_size - len(special)]
         ]
         entries.sort(key=lambda e: e[0], reverse=True)

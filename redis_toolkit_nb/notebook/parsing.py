@@ -25,7 +25,8 @@ class MagicParser(argparse.ArgumentParser):
         super().__init__(prog=prog, add_help=False, allow_abbrev=False, **kwargs)
 
     def error(self, message: str):  # noqa: ANN201 - argparse's signature
-        raise UsageError(f"{self.prog}: {message}\nusage: {self.format_usage().strip()}")
+        # format_usage() already begins with "usage: ".
+        raise UsageError(f"{self.prog}: {message}\n{self.format_usage().strip()}")
 
     def exit(self, status: int = 0, message: str | None = None):  # noqa: ANN201
         raise UsageError(message or f"{self.prog}: invalid arguments")
@@ -83,6 +84,7 @@ class PublishArgs:
     count: int = 1
     rate: float | None = None
     repeat: bool = False  # --count or --rate was given
+    text: bool = False  # --text: PAYLOAD is sent as typed, never evaluated
 
 
 def _apply_option(args: PublishArgs, name: str, value: str) -> None:
@@ -97,18 +99,23 @@ def _apply_option(args: PublishArgs, name: str, value: str) -> None:
 
 
 def parse_publish(line: str) -> PublishArgs:
-    """Split ``[--count N] [--rate R] CHANNEL PAYLOAD [--count N] [--rate R]``.
+    """Split ``[--text] [--count N] [--rate R] CHANNEL PAYLOAD [--count N] [--rate R]``.
 
-    Options go before CHANNEL or at the very end of the line; PAYLOAD is everything between,
-    as typed. CHANNEL may be quoted. ``--`` ends the options (for a channel starting with -).
+    Options go before CHANNEL (``--text`` only there) or at the very end of the line; PAYLOAD
+    is everything between, as typed. CHANNEL may be quoted. ``--`` ends the options (for a
+    channel starting with -).
     """
-    usage = "usage: %rtk_publish [--count N] [--rate R] CHANNEL PAYLOAD"
+    usage = "usage: %rtk_publish [--text] [--count N] [--rate R] CHANNEL PAYLOAD"
     args = PublishArgs(channel="", payload="")
     rest = line.strip()
     while rest.startswith("-"):
         if rest == "--" or rest.startswith("-- "):
             rest = rest[2:].lstrip()
             break
+        if rest == "--text" or rest.startswith("--text "):
+            args.text = True
+            rest = rest[6:].lstrip()
+            continue
         m = _OPTION.match(rest)
         if not m:
             bad = rest.split()[0]
@@ -133,25 +140,35 @@ def parse_publish(line: str) -> PublishArgs:
     return args
 
 
+_LITERAL_START = re.compile(r"\s*(?:[{\[(\"']|[-+]?\.?\d)")
+
+
 class Payload:
     """PAYLOAD of ``%rtk_publish``: a Python expression evaluated in the user's namespace.
 
     Text that is not a Python expression is JSON if it parses as JSON (``{"ok": true}``), else a
-    plain string (``hello world``). An expression that fails to evaluate (an undefined name, a
-    ZeroDivisionError) raises ``UsageError``: a typo must not be published as text. With
-    ``--count``, the name ``i`` is the message's index (0, 1, ...) inside the expression.
+    plain string (``hello world``), unless it looks like JSON or a Python literal (it starts
+    with a bracket, a quote or a number): then it is a ``UsageError`` showing the parse error,
+    so a typo is never published as text (``text=True``, ``--text``, sends any text as is). An
+    expression that fails to evaluate (an undefined name, a ZeroDivisionError) is a
+    ``UsageError`` too. With ``--count``, the name ``i`` is the message's index (0, 1, ...)
+    everywhere in the expression, comprehensions and generator expressions included.
     """
 
-    def __init__(self, text: str, namespace: Mapping[str, Any]) -> None:
+    def __init__(self, text: str, namespace: Mapping[str, Any], *, as_text: bool = False) -> None:
         self.text = text
         self.namespace = namespace
         self.constant: Any = None
         self.code = None
         self.uses_index = False
+        self._indexed: Any = None
+        if as_text:
+            self.constant = text
+            return
         try:
             code = compile(text, "<rtk_publish payload>", "eval")
-        except SyntaxError:
-            self.constant = self._json_or_text()
+        except SyntaxError as exc:
+            self.constant = self._json_or_text(exc)
             return
         if code.co_names or code.co_consts and any(hasattr(c, "co_code") for c in code.co_consts):
             self.code = code  # depends on names (or builds a comprehension): evaluate per use
@@ -159,17 +176,35 @@ class Payload:
         else:
             self.constant = self._eval(code, None)
 
-    def _json_or_text(self) -> Any:
+    def _json_or_text(self, syntax: SyntaxError) -> Any:
         try:
             return orjson.loads(self.text)
-        except orjson.JSONDecodeError:
-            return self.text
+        except orjson.JSONDecodeError as exc:
+            if not _LITERAL_START.match(self.text):
+                return self.text  # plain words: text, as documented
+            where = f" (column {syntax.offset})" if syntax.offset else ""
+            raise UsageError(
+                f"%rtk_publish: PAYLOAD {self.text!r} looks like JSON or a Python literal but "
+                f"does not parse: JSON: {exc}; Python: {syntax.msg}{where}. Fix it, or send it "
+                f"as text with --text (%rtk_publish --text CHANNEL {self.text})"
+            ) from None
+
+    def _function(self) -> Any:
+        """``lambda i: (PAYLOAD)``: ``i`` is then a closure variable that comprehensions and
+        generator expressions inside PAYLOAD see too (a local of ``eval`` they would not)."""
+        if self._indexed is None:
+            source = f"lambda i: (\n{self.text}\n)"
+            code = compile(source, "<rtk_publish payload>", "eval")
+            # The user's own typed expression, never a received payload.
+            self._indexed = eval(code, cast("dict[str, Any]", self.namespace))  # noqa: S307
+        return self._indexed
 
     def _eval(self, code: Any, index: int | None) -> Any:
-        local = {"i": index} if index is not None else None
         try:
+            if index is not None:
+                return self._function()(index)
             # The user's own typed expression, never a received payload.
-            return eval(code, cast("dict[str, Any]", self.namespace), local)  # noqa: S307
+            return eval(code, cast("dict[str, Any]", self.namespace))  # noqa: S307
         except NameError as exc:
             # JSON literals (true/false/null) are names to Python: accept JSON as typed.
             try:
@@ -177,8 +212,8 @@ class Payload:
             except orjson.JSONDecodeError:
                 pass
             raise UsageError(
-                f"%rtk_publish: {exc} in PAYLOAD {self.text!r}; quote it to send text "
-                f"(%rtk_publish CHANNEL '{self.text}')"
+                f"%rtk_publish: {exc} in PAYLOAD {self.text!r}; quote it or use --text to send "
+                f"text (%rtk_publish --text CHANNEL {self.text})"
             ) from None
         except Exception as exc:  # noqa: BLE001 - any failure of the user's expression
             raise UsageError(

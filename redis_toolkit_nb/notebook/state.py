@@ -36,11 +36,16 @@ class NotebookState:
         *,
         default_url: Callable[[], str | None] = lambda: None,
         announce: Callable[[str], Any] = print,
+        timezone: Callable[[], str] = lambda: "UTC",
     ) -> None:
+        self._timezone = timezone
         self.namespace = namespace
         self._default_url = default_url
         self._announce = announce
         self.url: str | None = None
+        #: Set when the last ``%rtk_connect`` failed: (masked URL, reason). Until a connect
+        #: succeeds nothing connects anywhere (never another server, silently).
+        self.failed: tuple[str, str] | None = None
         self._toolkit: RedisToolkit | None = None
         self._lock = threading.RLock()
         self.subscriptions: dict[str, Subscription] = {}
@@ -57,9 +62,19 @@ class NotebookState:
             )
         return url
 
+    def _check_not_failed(self) -> None:
+        if self.failed is not None:
+            url, reason = self.failed
+            raise ToolkitConnectionError(
+                f"not connected: %rtk_connect {url} failed ({reason}); nothing is sent to any "
+                "other server until %rtk_connect succeeds"
+            )
+
     def resolve(self) -> str:
-        """The URL to use now (resolving the default once; may start the embedded server)."""
+        """The URL to use now (resolving the default once; may start the embedded server).
+        After a failed ``connect`` it raises ``ToolkitConnectionError`` naming that URL."""
         with self._lock:
+            self._check_not_failed()
             if self.url is None:
                 self.url = self._default()
             return self.url
@@ -68,25 +83,36 @@ class NotebookState:
     def toolkit(self) -> RedisToolkit:
         """The publishing toolkit, connected lazily."""
         with self._lock:
+            self._check_not_failed()
             if self._toolkit is None:
                 self._toolkit = RedisToolkit(url=self.resolve())
             return self._toolkit
 
     def connect(self, url: str | None = None) -> dict[str, str]:
         """(Re)connect to ``url`` (None: the default chain), check that the server answers and
-        return ``server_info()``. On failure the previous connection stays in use. Running
-        subscriptions stay on the server they started on."""
+        return ``server_info()``. On failure the notebook is left unconnected: the previous
+        connection is closed and every later use raises ``ToolkitConnectionError`` naming the
+        URL that failed, until a connect succeeds (a user who asked for another server must
+        never publish to the old one unknowingly). Running subscriptions stay on the server
+        they started on."""
         with self._lock:
-            target = url or self._default()
-            tk = RedisToolkit(url=target)
-            try:
-                info = self.server_info(tk)
-            except BaseException:
-                tk.close()
-                raise
-            old, self._toolkit, self.url = self._toolkit, tk, target
+            old, self._toolkit = self._toolkit, None
             if old is not None:
                 old.close()
+            target = url
+            try:
+                target = url or self._default()
+                tk = RedisToolkit(url=target)
+            except Exception as exc:
+                self.url, self.failed = target, (mask_url(target or "the default URL"), str(exc))
+                raise
+            try:
+                info = self.server_info(tk)
+            except BaseException as exc:
+                tk.close()
+                self.url, self.failed = target, (tk.url, str(exc))
+                raise
+            self._toolkit, self.url, self.failed = tk, target, None
             return info
 
     def server_info(self, tk: RedisToolkit | None = None) -> dict[str, str]:
@@ -136,6 +162,7 @@ class NotebookState:
             namespace=self.namespace,
             log_size=log_size,
             on_stop=self._forget,
+            timezone=self._timezone,
         )
         with self._lock:
             self.subscriptions[name] = sub

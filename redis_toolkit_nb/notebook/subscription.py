@@ -16,20 +16,23 @@ import pandas as pd
 from .. import Message, RedisOptions, RedisToolkit, Subscriber, SubscriberStats
 from . import frames
 from .logs import LOG
-from .rates import RateHistory
+from .rates import Traffic
+from .snapshot import Snapshot
 
 
 class Subscription:
     """A running subscription started from a notebook.
 
     ``df`` is a DataFrame of the newest ``max_rows`` messages (oldest first) built when read;
-    ``stats`` the subscriber's figures; ``stop()``, ``pause()``, ``resume()`` and ``clear()``
-    control it; displaying it shows its live panel.
+    ``stats`` the subscriber's figures; ``stop()``, ``pause()``, ``resume()``, ``discard()``
+    and ``clear()`` control it; displaying it shows its live panel; ``snapshot()`` is what the
+    panel shows.
 
     ``body`` (compiled code) runs for every message with ``channel``, ``data`` and ``message``
     bound, in the notebook's namespace; names it assigns stay local to that message (use
     ``global`` or mutate an object to keep state), and its ``print`` goes to the panel's log.
-    An exception in it is counted in ``stats.handler_errors`` and logged; the subscription
+    An exception in it is counted in ``stats.handler_errors``, kept in ``failures`` (with its
+    traceback, whose lines point into the cell body) and shown in the panel; the subscription
     keeps running.
     """
 
@@ -45,6 +48,7 @@ class Subscription:
         namespace: dict[str, Any] | None = None,
         log_size: int = 50,
         on_stop: Callable[[Subscription], Any] | None = None,
+        timezone: Callable[[], str] = lambda: "UTC",
     ) -> None:
         self.name = name
         self.max_rows = max_rows
@@ -56,9 +60,12 @@ class Subscription:
         #: ``print`` output of the cell body: (time, channel, text), newest last.
         self.prints: deque[tuple[float, Any, str]] = deque(maxlen=log_size)
         self._channel = threading.local()
-        self.rates = RateHistory()
+        self._timezone = timezone
+        self.traffic = Traffic()
         self.started_at = time.time()
         self._stopped = False
+        self._paused_at: tuple[float, int] | None = None  # (time, traffic total) at Pause
+        self._final: Snapshot | None = None
         self._toolkit = RedisToolkit(url=url, options=self._options)
         self.url = self._toolkit.url
         LOG.watch(name)  # its live panel shows its warnings and handler errors
@@ -66,18 +73,38 @@ class Subscription:
             self._toolkit.client,
             options=self._options,
             name=name,
-            on_message=self._run_body if body is not None else None,
+            on_message=self._on_message,
         )
         try:
             self.subscriber.start(self.requested)
+            from .panel import LivePanel  # ipywidgets only when a subscription exists
+
+            self.panel = LivePanel(self, log_size=log_size)
         except BaseException:
-            self._toolkit.close()
+            # Whatever failed (the subscription, or building its panel), nothing keeps running.
+            self._stopped = True
+            try:
+                self.subscriber.stop(1.0)
+            finally:
+                self._toolkit.close()
             raise
-        from .panel import LivePanel  # ipywidgets only when a subscription exists
 
-        self.panel = LivePanel(self, log_size=log_size)
+    @property
+    def timezone(self) -> str:
+        """The time zone of ``df`` and the panel's clock (``%config RtkMagics.timezone``)."""
+        return self._timezone()
 
-    # ---- the cell body -----------------------------------------------------------------------
+    # ---- every delivered message (the dispatcher thread) --------------------------------------
+    def _on_message(self, record: tuple[float, Any, Any, Any, int]) -> None:
+        self.traffic.count(record[1])
+        if self._body is not None:
+            self._run_body(record)
+
+    @property
+    def body_filename(self) -> str | None:
+        """The file name the cell body was compiled with (its tracebacks' lines are there)."""
+        return self._body.co_filename if self._body is not None else None
+
     def _run_body(self, record: tuple[float, Any, Any, Any, int]) -> None:
         message = Message._make(record)
         self._channel.value = message.channel
@@ -99,12 +126,15 @@ class Subscription:
     @property
     def df(self) -> pd.DataFrame:
         """The newest messages (at most ``max_rows``), oldest first, as a new DataFrame:
-        ``time`` (UTC), ``channel``, ``pattern`` (None for plain channels), ``data``, ``size``."""
+        ``time`` (in ``timezone``, UTC by default), ``channel``, ``pattern`` (the matching
+        pattern; None for a plain channel subscription), ``data``, ``size``. Capturing goes
+        on while the panel is paused."""
         buffer = self.subscriber.buffer
-        return frames.messages_frame(buffer.raw() if buffer is not None else [])
+        return frames.messages_frame(buffer.raw() if buffer is not None else [], self.timezone)
 
     def df_expanded(self, sep: str = ".") -> pd.DataFrame:
-        """``df`` with dict payloads flattened into columns (``pandas.json_normalize``)."""
+        """``df`` with dict payloads flattened into columns (``pandas.json_normalize``);
+        whole-number columns stay integers (``Int64``, nullable where a row lacks the key)."""
         return frames.expand(self.df, sep=sep)
 
     def export(self, path: str | Path) -> Path:
@@ -138,8 +168,43 @@ class Subscription:
 
     @property
     def failures(self) -> list[tuple[float, Any, Any, Exception, str]]:
-        """Recent errors of the cell body: (time, channel, data, exception, traceback)."""
+        """Recent errors of the cell body, oldest first: (time, channel, data, exception,
+        traceback text). The traceback's lines point into the cell body (file
+        ``body_filename``, line numbers counted from the first line after ``%%rtk_subscribe``)."""
         return self.subscriber.failures
+
+    # ---- the view ----------------------------------------------------------------------------
+    def snapshot(self) -> Snapshot:
+        """What the panel shows now (once stopped: what it showed when it stopped)."""
+        if self._final is not None:
+            return self._final
+        return self._snapshot()
+
+    def _snapshot(self, stopped_at: float | None = None, names: Any = None) -> Snapshot:
+        stats = self.subscriber.totals()
+        rates = self.traffic.rates(stopped_at)
+        paused = self._paused_at
+        if stopped_at is not None:
+            state = "stopped"
+        else:
+            state = "paused" if paused is not None else "running"
+        channels, patterns = names if names is not None else (stats.channels, stats.patterns)
+        return Snapshot(
+            name=self.name,
+            url=self.url,
+            state=state,
+            discarding=stats.paused,
+            stats=stats,
+            channels=tuple(channels),
+            patterns=tuple(patterns),
+            rates=rates,
+            avg=stats.delivered / stats.uptime if stats.uptime > 0 else 0.0,
+            new_since_pause=rates.total - paused[1] if paused is not None else 0,
+            paused_at=paused[0] if paused is not None else None,
+            stopped_at=stopped_at,
+            failures=tuple(self.subscriber.failures),
+            prints=tuple(self.prints),
+        )
 
     # ---- control -----------------------------------------------------------------------------
     @property
@@ -148,34 +213,57 @@ class Subscription:
 
     @property
     def paused(self) -> bool:
-        return self.subscriber.paused
+        """Whether the view is paused (capturing goes on)."""
+        return self._paused_at is not None
 
     def pause(self) -> None:
-        """Keep receiving and counting, but pass messages over (``stats.skipped``)."""
-        self.subscriber.pause()
+        """Freeze the panel's view; messages keep arriving in ``df`` and the counters, and
+        the panel says how many came since. ``resume()`` shows them."""
+        if self._paused_at is None:
+            self._paused_at = (time.time(), self.traffic.total)
         self.panel.refresh()
 
     def resume(self) -> None:
-        self.subscriber.resume()
+        """Unfreeze the view: it shows everything captured meanwhile."""
+        self._paused_at = None
+        self.panel.refresh()
+
+    @property
+    def discarding(self) -> bool:
+        """Whether incoming messages are discarded (``discard()``)."""
+        return self.subscriber.paused
+
+    def discard(self, on: bool = True) -> None:
+        """Discard incoming messages on purpose (``on=False``: keep them again): they are
+        still read and counted in ``stats.received`` and ``stats.skipped``, never in ``df``."""
+        if on:
+            self.subscriber.pause()
+        else:
+            self.subscriber.resume()
         self.panel.refresh()
 
     def clear(self) -> None:
         """Empty the table, the log and the per-channel rates (the totals stay)."""
         self.subscriber.clear()
         self.prints.clear()
-        self.rates.reset()
-        self.panel.refresh()
+        self.traffic.reset()
+        if self._paused_at is not None:
+            self._paused_at = (self._paused_at[0], self.traffic.total)
+        self.panel.cleared()
 
     def stop(self, timeout: float | None = None) -> None:
-        """Unsubscribe, stop the threads and close the connection. Idempotent; the DataFrame
-        and figures stay readable."""
+        """Unsubscribe, stop the threads and close the connection. Idempotent; the DataFrame,
+        the figures and the panel's last view (channels, chart, rows) stay readable."""
         if self._stopped:
             return
         self._stopped = True
+        stats = self.subscriber.totals()
+        names = (stats.channels, stats.patterns)
         try:
             self.subscriber.stop(timeout)
         finally:
             self._toolkit.close()
+            self._final = self._snapshot(stopped_at=time.time(), names=names)
             self.panel.stopped()
             if self._on_stop is not None:
                 self._on_stop(self)
@@ -187,8 +275,10 @@ class Subscription:
         return bundle
 
     def __repr__(self) -> str:
-        s = self.stats
-        state = "stopped" if self._stopped else ("paused" if s.paused else "running")
+        s = self.subscriber.totals()
+        state = "stopped" if self._stopped else ("paused" if self.paused else "running")
+        if s.paused and not self._stopped:
+            state += ", discarding incoming"
         names = ", ".join(self.subscriber.names) or ", ".join(self.requested)
         return (
             f"<Subscription {self.name} {state} on {names} at {self.url}: received "

@@ -1,0 +1,77 @@
+"""``Snapshot``: everything a view shows of one subscription, taken once per tick.
+
+Views render a snapshot and nothing else, so the counters, the chart and ``%rtk subs`` can
+never disagree, and a snapshot taken when the subscription stopped keeps showing what it was.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from .. import SubscriberStats
+from .rates import Rates
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """One subscription at ``rates.time``."""
+
+    name: str
+    url: str
+    #: "running", "paused" (the view is frozen, capturing goes on) or "stopped".
+    state: str
+    #: Whether incoming messages are being discarded on purpose ("Discard incoming").
+    discarding: bool
+    #: The subscriber's figures (``Subscriber.totals()``: no per-channel dicts).
+    stats: SubscriberStats
+    #: Subscribed channels and patterns (as they were when it stopped, once stopped).
+    channels: tuple[str, ...]
+    patterns: tuple[str, ...]
+    rates: Rates
+    #: Messages delivered per second since the start.
+    avg: float
+    #: Messages delivered since Pause (0 unless paused).
+    new_since_pause: int
+    #: When it was paused or stopped (None if not).
+    paused_at: float | None
+    stopped_at: float | None
+    #: Recent handler errors (time, channel, data, exception, traceback) and print output.
+    failures: tuple[tuple[float, Any, Any, BaseException, str], ...]
+    prints: tuple[tuple[float, Any, str], ...]
+
+    def key(self) -> tuple[Any, ...]:
+        """What the view depends on besides the rows: equal keys render identically."""
+        s = self.stats
+        r = self.rates
+        return (
+            self.state,
+            self.discarding,
+            s.received,
+            s.delivered,
+            s.dropped,
+            s.handler_errors,
+            s.decode_errors,
+            s.skipped,
+            s.reconnects,
+            s.connected,
+            s.last_error,
+            self.channels,
+            self.patterns,
+            round(r.now, 1),
+            f"{self.avg:.1f}",
+            int(r.time) if r.series else None,  # the chart moves each second it has a line
+            r.total,
+            self.new_since_pause,
+            len(self.failures),
+            self.failures[-1][0] if self.failures else None,
+            len(self.prints),
+            self.prints[-1][0] if self.prints else None,
+        )
+
+
+def clock(t: float, tz: str = "UTC") -> str:
+    """``HH:MM:SS.mmm`` of ``t`` in the time zone ``tz``."""
+    return datetime.fromtimestamp(t, ZoneInfo(tz)).strftime("%H:%M:%S.%f")[:-3]
