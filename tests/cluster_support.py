@@ -80,6 +80,8 @@ class LoopbackCluster:
             nodes = c.execute_command("CLUSTER NODES")  # parsed by redis-py into a dict
         for addr, info in nodes.items():
             role = "master" if "master" in info["flags"] else "slave"
+            if "fail" in info["flags"] or not info.get("connected", True):
+                role += "?"  # not reachable over the bus from here
             nport = int(addr.split(":")[1].split("@")[0] or port)
             out[info["node_id"]] = (role, nport, info.get("master_id", "-"))
         return out
@@ -115,6 +117,17 @@ class LoopbackCluster:
                     return port
         raise LookupError(f"no replica of {master} ({mid})")
 
+    def _port_of(self, asked: int, node_id: str) -> int:
+        return self.view(asked)[node_id][1]
+
+    def replica_up(self, port: int) -> bool:
+        try:
+            with self.client(port) as c:
+                info = c.info("replication")
+        except redis.RedisError:
+            return False
+        return info.get("role") == "slave" and info.get("master_link_status") == "up"
+
     def ready(self, timeout: float = 30.0) -> None:
         """Every running node: cluster_state ok, 3 slot-serving masters in every view, the
         same owners, every replica's link up."""
@@ -146,6 +159,11 @@ class LoopbackCluster:
                     return False
         if len(maps) != 1:
             return False
+        # Every view: every running node known, connected, with one role for each.
+        views = [self.view(p) for p, n in self.nodes.items() if n.running]
+        roles = {tuple(sorted((i, r) for i, (r, _, _) in v.items())) for v in views}
+        if len(roles) != 1 or any(len(v) != len(self.nodes) for v in views):
+            return False
         (only,) = maps
         return len({m for _, _, m in only}) == 3
 
@@ -164,10 +182,27 @@ class LoopbackCluster:
                 with self.client(port) as c:
                     c.execute_command("CLUSTER SETSLOT", slot, "NODE", dst_id)
 
-    def failover(self, replica: int) -> None:
-        """``CLUSTER FAILOVER`` on ``replica``; returns once it is a master everywhere."""
+    def failover(self, replica: int, takeover: bool = False) -> None:
+        """``CLUSTER FAILOVER`` on ``replica`` (once its link to its master is up: a manual
+        failover waits for the replica to be in sync); returns once it serves slots.
+
+        ``takeover``: without the masters' votes. A master votes for one failover of a given
+        shard per 2 x node timeout (4 s here): a failback right after a failover needs it."""
+        deadline = time.monotonic() + 15
+        while not self.replica_up(replica):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{replica} is not a replica in sync")
+            time.sleep(0.02)
+        rid = self.node_id(replica)
+        mine = self.view(replica)
+        master = mine[mine[rid][2]][1]
+        # The master must know it as its replica over the bus, or it ignores the request.
+        while self.view(master).get(rid, ("", 0, ""))[0] != "slave":
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{master} does not see {replica} as its replica")
+            time.sleep(0.02)
         with self.client(replica) as c:
-            c.execute_command("CLUSTER FAILOVER")
+            c.execute_command("CLUSTER FAILOVER", *(["TAKEOVER"] if takeover else []))
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
             if replica in self.masters():
