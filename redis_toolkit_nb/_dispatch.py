@@ -35,7 +35,9 @@ logger = logging.getLogger("redis_toolkit_nb")
 Handler = Callable[[Any, Any], object]
 #: ``(time, channel, pattern, data, size)``, as kept in the buffer (see ``Message``).
 Record = tuple[float, Any, Any, Any, int]
-Batch = list  # of hiredis replies: [b"message", ch, payload] or [b"pmessage", pat, ch, payload]
+# Of hiredis replies: [b"message", ch, payload] (or b"smessage", a sharded channel's: the same
+# shape) or [b"pmessage", pat, ch, payload].
+Batch = list
 
 # Names are decoded once and remembered; the cache is reset if it ever grows this large.
 _NAME_CACHE_LIMIT = 10_000

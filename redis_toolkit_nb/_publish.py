@@ -9,7 +9,7 @@ from the client's own pool, so auth, TLS and the RESP version are redis-py's.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import hiredis
 import orjson
@@ -20,6 +20,9 @@ from ._errors import boundary, server_error, translate
 from ._sizecap import SizeCap
 from .exceptions import MessageTooLargeError, PublishError, SerializationError
 
+if TYPE_CHECKING:
+    from ._cluster import Cluster
+
 #: Commands packed into one write by ``publish_many``.
 CHUNK = 2000
 # redis-py before 5.3 requires a command name here; from 5.3 on, passing one is deprecated.
@@ -28,21 +31,37 @@ _POOL_ARGS = ("PUBLISH",) if tuple(map(int, redis.__version__.split(".")[:2])) <
 _AS_IS = frozenset({bytes, bytearray, memoryview})
 
 
-def _channel_prefix(channel: str | bytes) -> bytes:
+# A cluster node's redirect answers every later command of the chunk too: follow so many.
+_MAX_HOPS = 5
+
+
+def _channel_prefix(channel: str | bytes, sharded: bool = False) -> bytes:
     name = channel if isinstance(channel, bytes) else channel.encode("utf-8")
-    return b"*3\r\n$7\r\nPUBLISH\r\n$%d\r\n%s\r\n" % (len(name), name)
+    command = b"$8\r\nSPUBLISH" if sharded else b"$7\r\nPUBLISH"
+    return b"*3\r\n%s\r\n$%d\r\n%s\r\n" % (command, len(name), name)
 
 
 def publish_many(
-    client: redis.Redis, channel: str | bytes, messages: Iterable[Any], cap: SizeCap
+    client: redis.Redis,
+    channel: str | bytes,
+    messages: Iterable[Any],
+    cap: SizeCap,
+    *,
+    sharded: bool = False,
+    cluster: Cluster | None = None,
 ) -> int:
     """Publish every value of ``messages`` to ``channel``, in order; return how many.
 
     Each value is encoded as ``publisher()`` would. A value that cannot be encoded or is over
     the cap is refused after every value before it was published; the error says how many
-    (``PublishError.published`` for a refusal by the server).
+    (``PublishError.published`` for a refusal by the server). ``sharded``: SPUBLISH; with
+    ``cluster``, sent to the owner of the channel's slot, and what a ``MOVED`` answered is
+    sent again, in order, to the node it names.
     """
-    prefix = _channel_prefix(channel)
+    prefix = _channel_prefix(channel, sharded)
+    if cluster is not None:
+        name = channel if isinstance(channel, bytes) else channel.encode("utf-8")
+        client = cluster.client(cluster.owner(name))
     encode = codec.encode
     dumps, option, encode_error = codec._dumps, codec._OPTIONS, orjson.JSONEncodeError
     check_finite = codec.check_finite
@@ -50,7 +69,7 @@ def publish_many(
     # Connecting (and authenticating) happens here: wrap it like every other failure.
     with boundary(client, f"publish to {channel!r}", PublishError):
         conn = client.connection_pool.get_connection(*_POOL_ARGS)
-    batch = _Chunks(client, conn)
+    batch = _Chunks(client, conn, cluster)
     append = batch.parts.append
     ok = False
     try:
@@ -100,15 +119,15 @@ def publish_many(
     finally:
         if not ok:
             # Replies may still be in flight: never hand a desynchronised connection back.
-            conn.disconnect()
-        client.connection_pool.release(conn)
+            batch.conn.disconnect()
+        batch.client.connection_pool.release(batch.conn)
 
 
 class _Chunks:
     """One ``publish_many`` call's pipeline: the chunk being built (``parts``, ``count``) and
     the one written whose replies are not read yet (``inflight``, at most one chunk)."""
 
-    def __init__(self, client: redis.Redis, conn: Any) -> None:
+    def __init__(self, client: redis.Redis, conn: Any, cluster: Cluster | None = None) -> None:
         self.client = client
         self.conn = conn
         self.replies = _Replies(conn)
@@ -117,6 +136,13 @@ class _Chunks:
         self.inflight = 0
         self.published = 0
         self.refused: list[Any] = []
+        #: On a cluster: the commands of the chunk in flight (a MOVED sends them again), and
+        #: those a node redirected with where to (slot, address).
+        self.cluster = cluster
+        self.sent: list[bytes] = []
+        self.moved: list[bytes] = []
+        self.target: tuple[int, tuple[str, int]] | None = None
+        self.hops = 0
 
     def write(self) -> None:
         """Write the chunk being built, then read the previous one's replies: the server
@@ -124,16 +150,63 @@ class _Chunks:
         if self.count:
             _write(self.client, self.conn, self.parts, self.published)
         if self.inflight:
+            self._settle(self.sent)
+        self.inflight, self.count = self.count, 0
+        if self.cluster is not None:
+            self.sent = list(self.parts)
+        self.parts.clear()
+        while self.moved:
+            self._follow()
+
+    def _settle(self, sent: list[bytes]) -> None:
+        if self.cluster is None:
             self.published += _settle(
                 self.client, self.replies, self.inflight, self.published, self.refused
             )
-        self.inflight, self.count = self.count, 0
-        self.parts.clear()
+            return
+        replies = _read(self.client, self.replies, self.inflight, self.published)
+        for i, reply in enumerate(replies):
+            if not isinstance(reply, hiredis.ReplyError):
+                self.published += 1
+            elif str(reply).startswith("MOVED "):
+                self.moved.append(sent[i])
+                _, slot, where = str(reply).split()[:3]
+                host, _, port = where.rpartition(":")
+                self.target = (int(slot), (host, int(port)))
+            else:
+                self.refused.append(reply)
+
+    def _follow(self) -> None:
+        """A node redirected part of what was sent: read the replies still due, then send
+        what was redirected, in order, to the node named."""
+        assert self.cluster is not None and self.target is not None
+        if self.inflight:
+            self._settle(self.sent)  # the chunk just written was redirected too
+            self.inflight = 0
+        self.hops += 1
+        if self.hops > _MAX_HOPS:
+            raise PublishError(
+                f"publish: redirected {self.hops - 1} times in a row ({self.published} "
+                "published); the cluster's slot map keeps changing",
+                published=self.published,
+            )
+        slot, addr = self.target
+        self.cluster.map.assign(slot, addr)
+        self.client.connection_pool.release(self.conn)  # every reply read: clean
+        self.client = self.cluster.client(addr)
+        with boundary(self.client, "publish (following a MOVED)", PublishError):
+            self.conn = self.client.connection_pool.get_connection()
+        self.replies = _Replies(self.conn)
+        moved, self.moved = self.moved, []
+        _write(self.client, self.conn, moved, self.published)
+        self.inflight = len(moved)
+        self.sent = moved
 
     def drain(self) -> None:
-        """Write what is built and read every reply still due."""
+        """Write what is built and read every reply still due (and any redirected ones)."""
         self.write()
-        self.write()
+        while self.inflight:
+            self.write()
 
 
 def _write(client: redis.Redis, conn: Any, parts: list[bytes], before: int) -> None:
@@ -144,15 +217,19 @@ def _write(client: redis.Redis, conn: Any, parts: list[bytes], before: int) -> N
         raise translate(exc, client, doing, PublishError, published=before) from exc
 
 
+def _read(client: redis.Redis, replies_in: _Replies, count: int, before: int) -> list[Any]:
+    try:
+        return replies_in.read(count)
+    except (redis.RedisError, OSError) as exc:
+        doing = f"publish ({before} published before the failure)"
+        raise translate(exc, client, doing, PublishError, published=before) from exc
+
+
 def _settle(
     client: redis.Redis, replies_in: _Replies, count: int, before: int, refused: list[Any]
 ) -> int:
     """Read ``count`` replies; return how many were accepted, add refusals to ``refused``."""
-    try:
-        replies = replies_in.read(count)
-    except (redis.RedisError, OSError) as exc:
-        doing = f"publish ({before} published before the failure)"
-        raise translate(exc, client, doing, PublishError, published=before) from exc
+    replies = _read(client, replies_in, count, before)
     errors = [r for r in replies if isinstance(r, hiredis.ReplyError)]
     refused.extend(errors)
     return count - len(errors)

@@ -20,7 +20,8 @@ import hiredis
 
 from ._subscriptions import ReplyError
 
-_MESSAGE_KINDS = (b"message", b"pmessage")
+# smessage: a sharded channel's message, shaped like message (see _subscriptions.SHARD).
+_MESSAGE_KINDS = (b"message", b"pmessage", b"smessage")
 # RESP2 messages parse to lists, RESP3 pushes to hiredis.PushNotification (a list subclass).
 _ARRAYS = frozenset({list, hiredis.PushNotification})
 # hiredis is fed slices of at most this size: it moves its unparsed buffer down after every

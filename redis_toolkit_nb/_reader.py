@@ -28,11 +28,11 @@ import redis
 from redis.backoff import EqualJitterBackoff
 
 from ._pump import BytePump
-from ._subscriptions import CHANNEL, PATTERN, Subscriptions
+from ._subscriptions import CHANNEL, PATTERN, SHARD, MoveClock, Redirect, Subscriptions
 
 logger = logging.getLogger("redis_toolkit_nb")
 
-__all__ = ["CHANNEL", "PATTERN", "LinkDead", "Reader", "is_pattern", "to_bytes"]
+__all__ = ["CHANNEL", "PATTERN", "SHARD", "LinkDead", "Reader", "is_pattern", "to_bytes"]
 
 GLOB_CHARS = frozenset("*?[")
 # Bytes per recv: the socket is drained in few syscalls (each one may cost a GIL hand-off).
@@ -91,10 +91,18 @@ class Reader:
         retry_delay: float,
         health_check_interval: float,
         connect_timeout: float,
+        address: tuple[str, int] | None = None,
+        cv: threading.Condition | None = None,
+        clock: MoveClock | None = None,
+        on_redirect: Redirect | None = None,
+        probe: Callable[[Any], None] | None = None,
     ) -> None:
         pool = client.connection_pool
         self._conn_class = pool.connection_class
         self._conn_kwargs = dict(pool.connection_kwargs)
+        if address is not None:
+            # A cluster node other than the client's own (same credentials, TLS, protocol).
+            self._conn_kwargs["host"], self._conn_kwargs["port"] = address
         self._conn_kwargs.setdefault("client_name", "redis_toolkit_nb:subscriber")
         # The toolkit decodes payloads itself; decode_responses only affects redis-py's
         # handshake here, but keep it off so nothing ever decodes a payload as text.
@@ -104,6 +112,9 @@ class Reader:
         for key in ("socket_timeout", "socket_connect_timeout"):
             if not self._conn_kwargs.get(key):
                 self._conn_kwargs[key] = connect_timeout
+        #: Called once with the first connection opened, before it turns non-blocking (the
+        #: subscriber asks it whether the server is a cluster node).
+        self._probe = probe
         self._on_batch = on_batch
         self._room = room
         self._on_data = on_data
@@ -119,6 +130,9 @@ class Reader:
             [self._conn_kwargs.get("password")],
             wake=self._wake,
             where=self._conn_kwargs,
+            cv=cv,
+            clock=clock,
+            on_redirect=on_redirect,
         )
         self.pump = BytePump()
         # The pump is parsed by the dispatcher (``pull``) and, when it must, by this thread:
@@ -187,6 +201,19 @@ class Reader:
                     break  # only part of a reply so far
         return None
 
+    @property
+    def address(self) -> tuple[str, int]:
+        """The (host, port) this reader connects to."""
+        return self._conn_kwargs.get("host", "localhost"), int(self._conn_kwargs.get("port", 6379))
+
+    def retarget(self, address: tuple[str, int]) -> None:
+        """Connect to ``address`` from the next attempt on (a cluster node replacing a lost
+        one); a backoff pause in progress is cut short."""
+        kwargs = dict(self._conn_kwargs)  # swapped whole: the reader thread reads it
+        kwargs["host"], kwargs["port"] = address
+        self._conn_kwargs = kwargs
+        self._wake()
+
     def _wake(self) -> None:
         try:
             self._wake_w.send(b"x")
@@ -251,6 +278,9 @@ class Reader:
         conn.connect()
         if self._stopping:
             raise ConnectionError("stopping")
+        if self._probe is not None:
+            self._probe(conn)
+            self._probe = None
         sock = conn._sock  # redis-py did the handshake; the hot path reads the socket directly
         sock.setblocking(False)
         self._sock = sock

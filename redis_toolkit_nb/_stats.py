@@ -3,6 +3,18 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import NamedTuple
+
+
+class NodeState(NamedTuple):
+    """One node a subscriber reads from (``SubscriberStats.nodes``)."""
+
+    #: The connection is up and every subscription on it confirmed.
+    connected: bool
+    #: This connection carries the channels and patterns (one node at a time).
+    classic: bool
+    #: The sharded channels confirmed on this node.
+    sharded_channels: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -50,6 +62,19 @@ class SubscriberStats:
     #: The confirmed channel and pattern subscriptions.
     channels: tuple[str, ...] = ()
     patterns: tuple[str, ...] = ()
+    #: The confirmed sharded channel subscriptions (SSUBSCRIBE), on every node.
+    sharded_channels: tuple[str, ...] = ()
+    #: Times a sharded subscription was lost and regained: its slot moved to another node, its
+    #: node stopped being a master, or its node was lost (a reconnect counts too).
+    moves: int = 0
+    #: Seconds, summed over ``moves``, a sharded channel was subscribed nowhere. Redis never
+    #: says what was published meanwhile: at r messages/s about r x the gap are missed.
+    move_gap_s: float = 0.0
+    #: The longest of those gaps, in seconds.
+    max_move_gap_s: float = 0.0
+    #: Per node read from ("host:port"): connected, carries channels and patterns, sharded
+    #: channels held.
+    nodes: dict[str, NodeState] = field(default_factory=dict)
     #: Messages per channel, and per matching pattern, since the start or the last ``clear()``.
     by_channel: dict[str, int] = field(default_factory=dict)
     by_pattern: dict[str, int] = field(default_factory=dict)

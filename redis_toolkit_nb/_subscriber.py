@@ -18,10 +18,13 @@ from typing import Any
 import redis
 
 from ._buffer import MessageBuffer
+from ._cluster import Cluster, SlotMap, addr_text, discover, probe, require_sharded
 from ._dispatch import Dispatcher, Handler, Record
 from ._options import RedisOptions
-from ._reader import CHANNEL, PATTERN, Reader, is_pattern, to_bytes
-from ._stats import SubscriberStats
+from ._reader import CHANNEL, PATTERN, SHARD, Reader, is_pattern, to_bytes
+from ._shards import ShardReaders
+from ._stats import NodeState, SubscriberStats
+from ._subscriptions import MoveClock
 from ._subscriptions import text as _text
 from .exceptions import SubscriptionError
 
@@ -58,12 +61,30 @@ def _split(names: Iterable[str | bytes]) -> tuple[list[bytes], list[bytes]]:
     return channels, patterns
 
 
+def _sharded(names: Iterable[str | bytes]) -> list[bytes]:
+    """Sharded channel names, taken literally (there are no sharded patterns)."""
+    if isinstance(names, (str, bytes)):
+        names = [names]
+    out: list[bytes] = []
+    for name in names:
+        if not isinstance(name, (str, bytes)) or not name:
+            raise SubscriptionError(
+                f"a channel name must be a non-empty str or bytes, not {name!r}"
+            )
+        out.append(to_bytes(name))
+    return out
+
+
 class Subscriber:
     """Receives messages on a background thread and hands them to ``handler(channel, data)``.
 
     Built by ``RedisToolkit(channels=..., message_handler=...)``; use it directly for more
     control. ``on_message`` receives each message as a ``(time, channel, pattern, data,
     size)`` tuple (see ``Message``) before the handler.
+
+    With ``cluster`` (a Redis Cluster's slot map, see ``_cluster``), sharded channels are read
+    from the node owning their slot, one connection per node, and follow their slot when it
+    moves; channels and patterns move to another node when theirs is lost.
     """
 
     def __init__(
@@ -74,6 +95,7 @@ class Subscriber:
         options: RedisOptions | None = None,
         name: str | None = None,
         on_message: Callable[[Record], object] | None = None,
+        cluster: Cluster | None | bool = False,
     ) -> None:
         self.options = options or RedisOptions()
         self.name = name or f"rtk-sub-{next(_ids)}"
@@ -85,37 +107,109 @@ class Subscriber:
             options=self.options,
             name=self.name,
             on_message=on_message,
-            awaiting=lambda: self._reader.subs.awaiting,
+            awaiting=self._awaiting,
             on_fatal=self._fatal,
-            pull=lambda queued: self._reader.pull(queued),
+            pull=self._pull,
         )
-        self._reader = Reader(
-            client,
-            on_batch=self._dispatcher.put,
-            room=self._dispatcher.room,
-            on_data=self._dispatcher.wake,
-            max_backlog=self.options.max_backlog_bytes,
-            name=self.name,
-            retry_delay=float(self.options.subscriber_retry_delay),
-            health_check_interval=float(self.options.health_check_interval),
-            connect_timeout=float(self.options.connect_timeout),
-        )
+        self._pull_next = 0
+        self._client = client
+        self._clock = MoveClock()
+        # ``cluster``: the cluster, None for a standalone server, False if not known yet (the
+        # first connection asks, so a subscriber opens no connection of its own for that).
+        self._cluster_known = cluster is not False
+        self._cluster_lock = threading.Lock()
+        #: Reads channels and patterns (and, on one server, sharded channels too).
+        self._reader = self._new_reader(probe=None if self._cluster_known else self._probed)
+        self._shards: ShardReaders | None = None
+        if isinstance(cluster, Cluster):
+            self._adopt(cluster)
+        self._sharded_checked = False
         self._started_at = 0.0
         self._stopped = False
         self._stop_lock = threading.Lock()
 
+    def _new_reader(self, **cluster: Any) -> Reader:
+        address = cluster.get("address")
+        return Reader(
+            self._client,
+            on_batch=self._dispatcher.put,
+            room=self._dispatcher.room,
+            on_data=self._dispatcher.wake,
+            max_backlog=self.options.max_backlog_bytes,
+            name=f"{self.name}@{addr_text(address)}" if address else self.name,
+            retry_delay=float(self.options.subscriber_retry_delay),
+            health_check_interval=float(self.options.health_check_interval),
+            connect_timeout=float(self.options.connect_timeout),
+            clock=self._clock,
+            **cluster,
+        )
+
+    def _pull(self, queued: Callable[[], int]) -> tuple[list[Any], float] | None:
+        """The dispatcher's next messages, parsed from the readers' pumps in turn (one
+        reader, or one per node on a cluster): each reader keeps its own order."""
+        shards = self._shards
+        if shards is None:
+            return self._reader.pull(queued)
+        readers = [self._reader, *list(shards.readers.values())]
+        start = self._pull_next
+        for k in range(len(readers)):
+            index = (start + k) % len(readers)
+            got = readers[index].pull(queued)
+            if got is not None:
+                self._pull_next = index + 1  # the next call starts with the next reader
+                return got
+        return None
+
+    def _adopt(self, cluster: Cluster) -> None:
+        self._shards = ShardReaders(cluster, self._new_reader, self._clock, self._reader, self.name)
+        if self._started_at:
+            self._shards.start()
+
+    def _probed(self, conn: Any) -> None:
+        """The first connection's answer to CLUSTER SLOTS (reader thread)."""
+        reply = probe(conn)
+        with self._cluster_lock:
+            if not self._cluster_known:
+                self._cluster_known = True
+                if reply is not None:
+                    host = conn.host if hasattr(conn, "host") else "localhost"
+                    self._adopt(Cluster(self._client, SlotMap(reply, host)))
+
+    def _ensure_cluster_known(self) -> None:
+        with self._cluster_lock:
+            if self._cluster_known:
+                return
+            try:
+                slots = discover(self._client)
+            except (redis.RedisError, OSError):
+                return  # unreachable now: sharded channels go to the one connection
+            self._cluster_known = True
+            if slots is not None:
+                self._adopt(Cluster(self._client, slots))
+
+    def _awaiting(self) -> bool:
+        return self._reader.subs.awaiting or (self._shards is not None and self._shards.awaiting)
+
     # ---- lifecycle ---------------------------------------------------------------------------
-    def start(self, channels: Iterable[str | bytes] = ()) -> Subscriber:
-        """Start the threads, subscribe to ``channels``, and return once the server confirmed
-        them (raise ``ToolkitConnectionError`` or ``SubscriptionError`` otherwise)."""
+    def start(
+        self, channels: Iterable[str | bytes] = (), sharded: Iterable[str | bytes] = ()
+    ) -> Subscriber:
+        """Start the threads, subscribe to ``channels`` (and the ``sharded`` channels), and
+        return once the server confirmed them (raise ``ToolkitConnectionError`` or
+        ``SubscriptionError`` otherwise)."""
         chans, pats = self._request("sub", channels)
+        shards = self._request_sharded("sub", sharded)
         self._started_at = time.monotonic()
         with _registry_lock:
             _registry.add(self)
         self._dispatcher.start()
         self._reader.start()
+        with self._cluster_lock:
+            if self._shards is not None:
+                self._shards.start()
         try:
             self._wait(chans, pats, subscribed=True, first=True)
+            self._wait_sharded(shards, subscribed=True, first=True)
         except BaseException:
             self.stop(timeout=1.0)
             raise
@@ -135,6 +229,8 @@ class Subscriber:
         # Tell the dispatcher first: a reader blocked on a full queue ("block") lets go at once.
         self._dispatcher.begin_stop(deadline)
         reader_done = self._reader.stop(timeout)
+        if self._shards is not None:
+            reader_done = self._shards.stop(max(0.1, deadline - time.monotonic())) and reader_done
         dispatcher_done = self._dispatcher.stop(max(0.0, deadline - time.monotonic()))
         with _registry_lock:
             _registry.discard(self)
@@ -152,15 +248,81 @@ class Subscriber:
         return not self._stopped and self._reader.alive
 
     # ---- subscriptions -----------------------------------------------------------------------
-    def subscribe(self, *names: str | bytes, timeout: float | None = None) -> None:
-        """Add channels or patterns without interrupting the others; returns when confirmed."""
+    def subscribe(
+        self, *names: str | bytes, sharded: bool = False, timeout: float | None = None
+    ) -> None:
+        """Add channels or patterns (``sharded=True``: sharded channels, names taken
+        literally) without interrupting the others; returns when confirmed."""
+        if sharded:
+            self._wait_sharded(self._request_sharded("sub", names), True, timeout=timeout)
+            return
         chans, pats = self._request("sub", names)
         self._wait(chans, pats, subscribed=True, timeout=timeout)
 
-    def unsubscribe(self, *names: str | bytes, timeout: float | None = None) -> None:
-        """Remove channels or patterns; returns when the server confirmed."""
+    def unsubscribe(
+        self, *names: str | bytes, sharded: bool = False, timeout: float | None = None
+    ) -> None:
+        """Remove channels or patterns (or sharded channels); returns when confirmed."""
+        if sharded:
+            self._wait_sharded(self._request_sharded("unsub", names), False, timeout=timeout)
+            return
         chans, pats = self._request("unsub", names)
         self._wait(chans, pats, subscribed=False, timeout=timeout)
+
+    def _request_sharded(self, action: str, names: Iterable[str | bytes]) -> list[bytes]:
+        shards = _sharded(names)
+        if not shards:
+            return shards
+        self._ensure_cluster_known()
+        if action == "sub" and not self._sharded_checked:
+            try:
+                require_sharded(self._client, SubscriptionError)
+            except (redis.ConnectionError, redis.TimeoutError, OSError):
+                pass  # the reader reports an unreachable server
+            self._sharded_checked = True
+        if self._shards is not None:
+            self._shards.request(action, shards)
+            return shards
+        self._reader.subs.request(action, SHARD, shards)
+        return shards
+
+    def _wait_sharded(
+        self,
+        names: list[bytes],
+        subscribed: bool,
+        *,
+        first: bool = False,
+        timeout: float | None = None,
+    ) -> None:
+        if not names:
+            return
+        timeout = self.options.subscribe_timeout if timeout is None else timeout
+        if self._shards is None:
+            self._reader.subs.wait(
+                [(SHARD, n) for n in names],
+                subscribed=subscribed,
+                timeout=timeout,
+                first=first,
+                stopped=lambda: self._stopped,
+                backlog=lambda: self._reader.backlog_bytes,
+            )
+            return
+        late, refused = self._shards.wait(names, subscribed=subscribed, timeout=timeout)
+        if not late:
+            return
+        if subscribed:
+            self._shards.request("unsub", late)  # a late confirmation must not linger
+        listed = ", ".join(_text(n) for n in late)
+        if refused:
+            reason = next(iter(refused.values()))
+            raise SubscriptionError(f"the server refused to subscribe {listed}: {reason}")
+        error = self._shards.last_error()
+        why = f" (last error: {error})" if error else ""
+        verb = "subscribing" if subscribed else "unsubscribing"
+        raise SubscriptionError(
+            f"subscriber {self.name}: the cluster did not confirm {verb} sharded channels "
+            f"{listed} within {timeout:g} s{why}"
+        )
 
     def _request(
         self, action: str, names: Iterable[str | bytes]
@@ -233,9 +395,19 @@ class Subscriber:
         return self._reader.subs.confirmed_names(PATTERN)
 
     @property
+    def sharded_channels(self) -> list[str]:
+        """Confirmed sharded channel subscriptions (on every node)."""
+        if self._shards is None:
+            return self._reader.subs.confirmed_names(SHARD)
+        return sorted(_text(n) for n in self._shards.confirmed())
+
+    @property
     def names(self) -> list[str]:
-        """Every channel and pattern asked for, confirmed or not."""
-        return self._reader.subs.names()
+        """Every channel, pattern and sharded channel asked for, confirmed or not."""
+        names = self._reader.subs.names()
+        if self._shards is not None:
+            names += [_text(n) for n in list(self._shards.wanted)]
+        return names
 
     @property
     def failures(self) -> list[tuple[float, Any, Any, Exception, str]]:
@@ -258,6 +430,31 @@ class Subscriber:
             chans = tuple(sorted(_text(n) for n in subs.confirmed[CHANNEL]))
             pats = tuple(sorted(_text(n) for n in subs.confirmed[PATTERN]))
             connected, last_error = subs.connected, subs.last_error
+        readers = [r]
+        disconnects, reconnects, truncated = 0, 0, 0
+        nodes = {addr_text(r.address): NodeState(connected, True, ())}
+        if self._shards is not None:
+            shard_readers = list(self._shards.readers.values())
+            readers += shard_readers
+            disconnects, reconnects, truncated = self._shards.retired
+            connected = connected and self._shards.connected
+            last_error = last_error or self._shards.last_error()
+            for reader in shard_readers:
+                key = addr_text(reader.address)
+                with reader.subs.cv:
+                    state = reader.subs.connected
+                    held = tuple(sorted(_text(n) for n in reader.subs.confirmed[SHARD]))
+                old = nodes.get(key)
+                nodes[key] = NodeState(state, old is not None, held)
+        else:
+            nodes[addr_text(r.address)] = NodeState(
+                connected, True, tuple(self._reader.subs.confirmed_names(SHARD))
+            )
+        for reader in readers:
+            disconnects += reader.disconnects
+            reconnects += reader.reconnects
+            truncated += reader.truncated
+        clock = self._clock
         received, delivered, dropped, decode_errors, skipped, pending = d.counts()
         return SubscriberStats(
             received=received,
@@ -268,14 +465,19 @@ class Subscriber:
             raw_payloads=d.raw_payloads,
             skipped=skipped,
             pending=pending,
-            unparsed_bytes=r.backlog_bytes,
-            truncated=r.truncated,
-            disconnects=r.disconnects,
-            reconnects=r.reconnects,
+            unparsed_bytes=sum(x.backlog_bytes for x in readers),
+            truncated=truncated,
+            disconnects=disconnects,
+            reconnects=reconnects,
             connected=connected,
             paused=d.paused,
             channels=chans,
             patterns=pats,
+            sharded_channels=tuple(self.sharded_channels),
+            moves=clock.moves,
+            move_gap_s=clock.gap_total,
+            max_move_gap_s=clock.gap_max,
+            nodes=nodes,
             by_channel=dict(d.by_channel) if detail else {},
             by_pattern=dict(d.by_pattern) if detail else {},
             by_link=dict(d.by_link) if detail else {},

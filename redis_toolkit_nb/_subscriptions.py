@@ -9,6 +9,13 @@ never touches a socket, so a test drives it with plain values (see tests/test_su
 ``connected`` is True only while the link is up *and* every subscription asked for before
 the link came up was answered again: from the loss of a connection until the restored
 subscriptions are confirmed, it is False.
+
+Three kinds: channels (SUBSCRIBE), patterns (PSUBSCRIBE) and sharded channels (SSUBSCRIBE,
+Redis 7.0+). Confirmations are matched to the commands in flight *by name*, not by position:
+a Redis Cluster node pushes a ``sunsubscribe`` nobody asked for when a sharded channel's slot
+leaves it (a migration, a failover), and that push must not be taken for the answer to some
+other command. Such a push is a *move*: the name stays wanted, is subscribed again on the same
+connection, and a ``MOVED`` reply hands it to ``on_redirect`` (the owner re-homes it).
 """
 
 from __future__ import annotations
@@ -20,6 +27,8 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any, NoReturn
 
+from redis.crc import key_slot
+
 from ._errors import server_error, translate
 from ._ratelimit import RateLimitedLog
 from ._urls import mask_text
@@ -27,17 +36,22 @@ from .exceptions import SubscriptionError
 
 logger = logging.getLogger("redis_toolkit_nb")
 
-CHANNEL, PATTERN = "channel", "pattern"
-KINDS = (CHANNEL, PATTERN)
-_SUB = {CHANNEL: b"SUBSCRIBE", PATTERN: b"PSUBSCRIBE"}
-_UNSUB = {CHANNEL: b"UNSUBSCRIBE", PATTERN: b"PUNSUBSCRIBE"}
+CHANNEL, PATTERN, SHARD = "channel", "pattern", "shard"
+KINDS = (CHANNEL, PATTERN, SHARD)
+_SUB = {CHANNEL: b"SUBSCRIBE", PATTERN: b"PSUBSCRIBE", SHARD: b"SSUBSCRIBE"}
+_UNSUB = {CHANNEL: b"UNSUBSCRIBE", PATTERN: b"PUNSUBSCRIBE", SHARD: b"SUNSUBSCRIBE"}
 # Confirmation replies: (kind, subscribed?) by their first element.
 _CONFIRMS = {
     b"subscribe": (CHANNEL, True),
     b"psubscribe": (PATTERN, True),
+    b"ssubscribe": (SHARD, True),
     b"unsubscribe": (CHANNEL, False),
     b"punsubscribe": (PATTERN, False),
+    b"sunsubscribe": (SHARD, False),
 }
+#: Called (with ``cv`` held, on the reader's thread) with sharded names a node redirected:
+#: ``(names, slot, host, port)``; they are no longer wanted on this connection.
+Redirect = Callable[[list[bytes], int, str, int], None]
 
 
 class ReplyError(Exception):
@@ -57,18 +71,69 @@ def text(name: bytes) -> str:
     return name.decode("utf-8", "backslashreplace")
 
 
+def by_slot(kind: str, names: list[bytes]) -> list[list[bytes]]:
+    """``names`` as the commands to send: one for channels or patterns, one per hash slot for
+    sharded channels (a multi-channel SSUBSCRIBE across slots is refused with CROSSSLOT)."""
+    if kind != SHARD or len(names) < 2:
+        return [names] if names else []
+    groups: dict[int, list[bytes]] = {}
+    for name in names:
+        groups.setdefault(key_slot(name), []).append(name)
+    return list(groups.values())
+
+
+class MoveClock:
+    """When each sharded subscription lost its home, and the gaps until it had one again.
+
+    Shared by every connection of a subscriber (a channel may be lost on one node and regained
+    on another). Redis never says what was published in between: the gap is all one can show.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._lost_at: dict[bytes, float] = {}
+        #: Sharded subscriptions lost (a move, a failover, a lost node) and regained.
+        self.moves = 0
+        #: Seconds, summed over those, that a sharded channel was not subscribed anywhere.
+        self.gap_total = 0.0
+        #: The longest such gap, in seconds.
+        self.gap_max = 0.0
+
+    def unhomed(self, name: bytes) -> None:
+        with self._lock:
+            self._lost_at.setdefault(name, time.monotonic())
+
+    def homed(self, name: bytes) -> None:
+        with self._lock:
+            since = self._lost_at.pop(name, None)
+            if since is not None:
+                gap = time.monotonic() - since
+                self.moves += 1
+                self.gap_total += gap
+                self.gap_max = max(self.gap_max, gap)
+
+    def forget(self, name: bytes) -> None:
+        """Unsubscribed on purpose: not a move."""
+        with self._lock:
+            self._lost_at.pop(name, None)
+
+    @property
+    def homeless(self) -> int:
+        """Sharded channels lost and not yet regained."""
+        return len(self._lost_at)
+
+
 class _Inflight:
     """A command sent whose replies are still due: ``action`` "sub"/"unsub"/"ping"."""
 
-    __slots__ = ("action", "kind", "names", "remaining", "restore")
+    __slots__ = ("action", "kind", "names", "pending", "restore")
 
-    def __init__(
-        self, action: str, kind: str, names: list[bytes], remaining: int, restore: bool
-    ) -> None:
+    def __init__(self, action: str, kind: str, names: list[bytes], restore: bool) -> None:
         self.action = action
         self.kind = kind
         self.names = names
-        self.remaining = remaining
+        #: The names whose confirmation is still due (one reply per name, duplicates too).
+        self.pending = list(names)
         #: Sent to restore subscriptions after (re)connecting: ``connected`` waits for it.
         self.restore = restore
 
@@ -83,15 +148,21 @@ class Subscriptions:
         secrets: list[str | None],
         wake: Callable[[], None] = lambda: None,
         where: Any = None,
+        cv: threading.Condition | None = None,
+        clock: MoveClock | None = None,
+        on_redirect: Redirect | None = None,
     ) -> None:
         self.name = name
         #: The connection's keyword arguments, for error messages (see ``_errors``).
         self._where = where if where is not None else {}
         #: Called (with ``cv`` held) whenever a command is queued for the reader to write.
         self._wake = wake
-        self.cv = threading.Condition()
-        self.wanted: dict[str, dict[bytes, None]] = {CHANNEL: {}, PATTERN: {}}
-        self.confirmed: dict[str, set[bytes]] = {CHANNEL: set(), PATTERN: set()}
+        #: Several connections of one subscriber may share one (their owner waits on it).
+        self.cv = cv or threading.Condition()
+        self.clock = clock or MoveClock()
+        self._on_redirect = on_redirect
+        self.wanted: dict[str, dict[bytes, None]] = {kind: {} for kind in KINDS}
+        self.confirmed: dict[str, set[bytes]] = {kind: set() for kind in KINDS}
         self.refused: dict[bytes, str] = {}
         #: The server's refusal of each refused name, as redis-py's exception (``__cause__``).
         self._refusals: dict[bytes, BaseException] = {}
@@ -121,9 +192,37 @@ class Subscriptions:
                     wanted[name] = None
                 else:
                     wanted.pop(name, None)
+                    self.clock.forget(name)
             if self.link_up and names:
-                self._outbox.append(_Inflight(action, kind, names, len(names), False))
+                for group in by_slot(kind, names):
+                    self._outbox.append(_Inflight(action, kind, group, False))
                 self._wake()
+
+    def release(self, kind: str, names: list[bytes]) -> None:
+        """Stop wanting ``names`` here because they live elsewhere now (not the user's
+        unsubscribe: a move keeps counting its gap until they are confirmed again)."""
+        with self.cv:
+            for name in names:
+                self.wanted[kind].pop(name, None)
+                self.refused.pop(name, None)
+                self._refusals.pop(name, None)
+                if name in self.confirmed[kind]:
+                    self.confirmed[kind].discard(name)
+                    self.clock.unhomed(name)
+            if self.link_up and names:
+                for group in by_slot(kind, names):
+                    self._outbox.append(_Inflight("unsub", kind, group, False))
+                self._wake()
+
+    def unsettled(self, kind: str) -> list[bytes]:
+        """Wanted names neither confirmed nor in flight (a missed push would leave them so)."""
+        with self.cv:
+            busy = {n for c in (*self._outbox, *self._inflight) if c.kind == kind for n in c.names}
+            return [
+                n
+                for n in self.wanted[kind]
+                if n not in self.confirmed[kind] and n not in busy and n not in self.refused
+            ]
 
     @property
     def connected(self) -> bool:
@@ -158,8 +257,8 @@ class Subscriptions:
             self._restoring = 0
             for kind in KINDS:
                 names = [n for n in self.wanted[kind] if n not in self.refused]
-                if names:
-                    self._queue_restore(kind, names)
+                for group in by_slot(kind, names):
+                    self._queue_restore(kind, group)
                 for name in self.wanted[kind]:
                     if name in self.refused:
                         self._queue_restore(kind, [name])
@@ -168,7 +267,7 @@ class Subscriptions:
             self.cv.notify_all()
 
     def _queue_restore(self, kind: str, names: list[bytes]) -> None:
-        self._outbox.append(_Inflight("sub", kind, names, len(names), True))
+        self._outbox.append(_Inflight("sub", kind, names, True))
         self._restoring += 1
 
     def lost(self) -> None:
@@ -176,6 +275,9 @@ class Subscriptions:
         with self.cv:
             self.link_up = False
             self._restoring = 0
+            for name in self.confirmed[SHARD]:
+                if name in self.wanted[SHARD]:
+                    self.clock.unhomed(name)
             for kind in KINDS:
                 self.confirmed[kind].clear()
             self._outbox.clear()
@@ -197,57 +299,83 @@ class Subscriptions:
     def ping(self) -> bytes:
         """A PING to write now (its PONG is matched like any reply)."""
         with self.cv:
-            self._inflight.append(_Inflight("ping", "", [], 1, False))
+            self._inflight.append(_Inflight("ping", "", [b"PONG"], False))
         return pack(b"PING")
 
     def on_replies(self, replies: list[Any]) -> None:
         """Apply the server's non-message replies, in order: confirmations, PONGs, errors."""
         with self.cv:
             for reply in replies:
-                head = self._inflight[0] if self._inflight else None
                 if isinstance(reply, ReplyError):
-                    self._refusal(head, reply)
-                    continue
-                if isinstance(reply, list) and reply:
+                    # An error is the whole answer to the oldest command still due (the
+                    # server answers in order; pushes never end in an error).
+                    self._refusal(self._inflight[0] if self._inflight else None, reply)
+                elif isinstance(reply, list) and reply:
                     confirm = _CONFIRMS.get(reply[0])
                     if confirm is not None:
                         self._confirm(*confirm, reply[1])
-                    elif reply[0] != b"pong":
-                        continue  # an unknown push: nothing to do
-                elif reply != b"PONG":
-                    continue
-                if head is not None:
-                    head.remaining -= 1
-                    if head.remaining <= 0:
-                        self._settle()
+                    elif reply[0] == b"pong":
+                        self._answer("ping", "", b"PONG")
+                    # else an unknown push: nothing to do
+                elif reply == b"PONG":
+                    self._answer("ping", "", b"PONG")
+            if self._outbox:
+                # A reply queued a command (a move followed, a refusal retried name by name):
+                # replies may be read on the dispatcher's thread, so wake the reader to write.
+                self._wake()
             self.cv.notify_all()
 
-    def _settle(self) -> None:
-        head = self._inflight.popleft()
-        if head.restore:
+    def _answer(self, action: str, kind: str, name: bytes) -> bool:
+        """Count one reply against the oldest command in flight it answers; False if none
+        does (the server sent it on its own)."""
+        for command in self._inflight:
+            if command.action == action and command.kind == kind and name in command.pending:
+                command.pending.remove(name)
+                if not command.pending:
+                    self._settle(command)
+                return True
+        return False
+
+    def _settle(self, command: _Inflight) -> None:
+        self._inflight.remove(command)
+        if command.restore:
             self._restoring -= 1
 
     def _confirm(self, kind: str, subscribed: bool, name: bytes | None) -> None:
         if name is None:
-            return
+            return  # unsubscribing from nothing: never sent by this toolkit
+        asked = self._answer("sub" if subscribed else "unsub", kind, name)
         if subscribed:
             self.confirmed[kind].add(name)
             self.refused.pop(name, None)
             self._refusals.pop(name, None)
-        else:
-            self.confirmed[kind].discard(name)
+            if kind == SHARD:
+                self.clock.homed(name)
+            return
+        self.confirmed[kind].discard(name)
+        if not asked and kind == SHARD and name in self.wanted[SHARD]:
+            # The node let the channel go on its own (its slot moved, or it stopped being a
+            # master): ask again here at once; a MOVED reply says where it lives now.
+            self.clock.unhomed(name)
+            self._outbox.append(_Inflight("sub", SHARD, [name], True))
+            self._restoring += 1
 
     def _refusal(self, head: _Inflight | None, reply: ReplyError) -> None:
         reason = mask_text(str(reply), self._secrets)
         if head is None:
             self.last_error = f"server error: {reason}"
             return
-        self._settle()
+        self._settle(head)
+        if reason.startswith("MOVED ") and head.action == "sub" and self._on_redirect:
+            self._redirected(head, reason)
+            return
         if head.action == "sub" and len(head.names) > 1:
             # The server refuses a whole SUBSCRIBE when any one name is forbidden: ask again
             # name by name at once, so the permitted ones are not kept out.
+            # (CROSSSLOT too: a standalone server never says it; a cluster only if grouping
+            # by slot was skipped.)
             for name in head.names:
-                self._outbox.append(_Inflight("sub", head.kind, [name], 1, head.restore))
+                self._outbox.append(_Inflight("sub", head.kind, [name], head.restore))
                 self._restoring += head.restore
             return
         names = ", ".join(text(n) for n in head.names)
@@ -265,6 +393,22 @@ class Subscriptions:
             self._retry_delay,
         )
 
+    def _redirected(self, head: _Inflight, reason: str) -> None:
+        # "MOVED <slot> <host>:<port>": the names live on another node; not wanted here now.
+        try:
+            _, slot, where = reason.split()[:3]
+            host, _, port = where.rpartition(":")
+            target = (int(slot), host, int(port))
+        except ValueError:
+            self.last_error = f"unreadable redirect: {reason}"
+            return
+        moved = [n for n in head.names if n in self.wanted[head.kind]]
+        for name in moved:
+            self.wanted[head.kind].pop(name)
+            self.clock.unhomed(name)
+        if moved and self._on_redirect is not None:
+            self._on_redirect(moved, *target)
+
     def refused_waiting(self) -> bool:
         return bool(self.refused) and self.link_up
 
@@ -274,7 +418,7 @@ class Subscriptions:
             for kind in KINDS:
                 for name in self.wanted[kind]:
                     if name in self.refused:
-                        self._outbox.append(_Inflight("sub", kind, [name], 1, False))
+                        self._outbox.append(_Inflight("sub", kind, [name], False))
         # The reader calls this itself and writes the commands right after: no wake needed.
 
     def set_error(self, message: str, exc: BaseException | None = None) -> None:
@@ -355,7 +499,7 @@ class Subscriptions:
                 if name not in self.confirmed[kind]:
                     self.wanted[kind].pop(name, None)
                     if self.link_up:
-                        self._outbox.append(_Inflight("unsub", kind, [name], 1, False))
+                        self._outbox.append(_Inflight("unsub", kind, [name], False))
                         self._wake()
         verb = "subscribing" if subscribed else "unsubscribing"
         raise SubscriptionError(

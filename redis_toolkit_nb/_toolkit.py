@@ -7,9 +7,11 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import redis
+from redis.cluster import RedisCluster
 
 from . import _codec as codec
 from . import _publish as publisher
+from ._cluster import Cluster, discover, require_sharded
 from ._connection import make_client, resolve_url
 from ._errors import boundary, describe, scrub, translate
 from ._options import RedisOptions
@@ -18,7 +20,7 @@ from ._sizecap import SizeCap
 from ._stats import SubscriberStats
 from ._subscriber import Subscriber
 from ._urls import mask_url
-from .exceptions import PublishError, ToolkitError
+from .exceptions import PublishError, ToolkitConnectionError, ToolkitError
 
 logger = logging.getLogger("redis_toolkit_nb")
 _handler_installed = False
@@ -44,6 +46,11 @@ class RedisToolkit:
     ``message_handler``, a subscriber starts at once and the constructor returns only when the
     server has confirmed every subscription; it runs until ``cleanup()``, even if no reference
     to the toolkit is kept. Channels with ``*``, ``?`` or ``[...]`` are patterns.
+
+    ``sharded_channels`` are sharded channels (SSUBSCRIBE, Redis 7.0+). The address of any node
+    of a Redis Cluster (or a ``redis.cluster.RedisCluster``) is enough: the toolkit finds the
+    cluster's nodes and slots, reads each sharded channel from its slot's owner and follows it
+    when it moves (see the README's "Redis Cluster").
     """
 
     def __init__(
@@ -55,6 +62,7 @@ class RedisToolkit:
         message_handler: Callable[[str, Any], Any] | None = None,
         options: RedisOptions | None = None,
         name: str | None = None,
+        sharded_channels: Iterable[str | bytes] | None = None,
     ) -> None:
         if options is not None and not isinstance(options, RedisOptions):
             raise TypeError(f"options must be a RedisOptions, not {type(options).__name__}")
@@ -64,6 +72,12 @@ class RedisToolkit:
         client = redis
         if isinstance(client, str):
             client, url = None, client
+        self._cluster: Cluster | None = None
+        self._cluster_known = False
+        self._sharded_checked = False
+        if isinstance(client, RedisCluster):
+            # Its default node's client speaks for the cluster; the map is read from it.
+            client = client.get_default_node().redis_connection
         if client is not None:
             if url is not None:
                 raise TypeError("pass either an existing redis client or url=, not both")
@@ -77,21 +91,58 @@ class RedisToolkit:
         self._cap = SizeCap(self.client, self.options.max_value_size)
         self._closed = False
         self.subscriber: Subscriber | None = None
-        if channels is not None or message_handler is not None:
+        if channels is not None or message_handler is not None or sharded_channels is not None:
             if isinstance(channels, (str, bytes)):
                 channels = [channels]
             self.subscriber = Subscriber(
-                self.client, handler=message_handler, options=self.options, name=name
+                self.client,
+                handler=message_handler,
+                options=self.options,
+                name=name,
+                cluster=self._cluster if self._cluster_known else False,
             )
             try:
-                self.subscriber.start(channels or ())
+                self.subscriber.start(channels or (), sharded_channels or ())
             except BaseException:
                 self._close_client()
                 raise
 
+    def _detect(self, quiet: bool = False) -> Cluster | None:
+        """The cluster behind ``client``, or None for a standalone server (asked once).
+        ``quiet``: an unreachable server is not an error here (the caller reports it)."""
+        if not self._cluster_known:
+            try:
+                with boundary(self.client, "discover the cluster"):
+                    slots = discover(self.client)
+            except ToolkitConnectionError:
+                if quiet:
+                    return None
+                raise
+            self._cluster = Cluster(self.client, slots) if slots is not None else None
+            self._cluster_known = True
+        return self._cluster
+
+    def _sharded_cluster(self) -> Cluster | None:
+        """``_detect()``, once it is known the server has sharded Pub/Sub (7.0+)."""
+        cluster = self._detect()
+        if not self._sharded_checked:
+            require_sharded(self.client, PublishError)
+            self._sharded_checked = True
+        return cluster
+
+    @property
+    def cluster(self) -> Cluster | None:
+        """The Redis Cluster this toolkit talks to (nodes, slot map), None for one server."""
+        return self._detect()
+
     # ---- publishing --------------------------------------------------------------------------
-    def publisher(self, channel: str | bytes, data: Any) -> int:
+    def publisher(self, channel: str | bytes, data: Any, sharded: bool = False) -> int:
         """Serialize ``data`` (see ``codec``) and publish it; return the number of receivers.
+
+        ``sharded=True`` publishes to a sharded channel (SPUBLISH, Redis 7.0+), on a cluster
+        routed to the node owning the channel's slot (following a ``MOVED``). The count is
+        that node's receivers only (a classic PUBLISH on a cluster, too: the receivers on the
+        node that took it).
 
         Raises ``MessageTooLargeError`` (before sending) over ``max_value_size`` or over
         what the server can deliver to a subscriber, ``SerializationError`` for a value JSON
@@ -102,6 +153,8 @@ class RedisToolkit:
         if len(payload) > self._cap.limit:
             self._cap.check(len(payload), channel)
         try:
+            if sharded:
+                return self._spublish(channel, payload)
             return self.client.publish(channel, payload)
         except (redis.RedisError, OSError) as exc:
             # A try costs nothing until something is raised: the hot path stays redis-py's.
@@ -109,10 +162,28 @@ class RedisToolkit:
 
     publish = publisher
 
-    def publish_many(self, channel: str | bytes, messages: Iterable[Any]) -> int:
+    def _spublish(self, channel: str | bytes, payload: bytes) -> int:
+        name = channel if isinstance(channel, bytes) else channel.encode("utf-8")
+        cluster = self._sharded_cluster()
+        if cluster is not None:
+            return cluster.spublish(name, payload)
+        return int(self.client.execute_command("SPUBLISH", name, payload))
+
+    def publish_many(
+        self, channel: str | bytes, messages: Iterable[Any], sharded: bool = False
+    ) -> int:
         """Publish every value of ``messages`` to ``channel`` in order, pipelined in chunks of
-        2,000 per write; return how many were published. Safe from many threads at once."""
-        return publisher.publish_many(self.client, channel, messages, self._cap)
+        2,000 per write; return how many were published. Safe from many threads at once.
+
+        ``sharded=True``: SPUBLISH, to the node owning the channel's slot; after a ``MOVED``
+        the values not yet accepted are sent again, in order, where it says."""
+        if not sharded:
+            return publisher.publish_many(self.client, channel, messages, self._cap)
+        with boundary(self.client, f"publish to {channel!r}", PublishError):
+            cluster = self._sharded_cluster()
+        return publisher.publish_many(
+            self.client, channel, messages, self._cap, sharded=True, cluster=cluster
+        )
 
     # ---- subscribing -------------------------------------------------------------------------
     def _require_subscriber(self) -> Subscriber:
@@ -123,13 +194,14 @@ class RedisToolkit:
             )
         return self.subscriber
 
-    def subscribe(self, *channels: str | bytes) -> None:
-        """Add channels or patterns to the running subscriber (the others keep flowing)."""
-        self._require_subscriber().subscribe(*channels)
+    def subscribe(self, *channels: str | bytes, sharded: bool = False) -> None:
+        """Add channels or patterns to the running subscriber (the others keep flowing);
+        ``sharded=True``: sharded channels (names taken literally)."""
+        self._require_subscriber().subscribe(*channels, sharded=sharded)
 
-    def unsubscribe(self, *channels: str | bytes) -> None:
-        """Remove channels or patterns from the running subscriber."""
-        self._require_subscriber().unsubscribe(*channels)
+    def unsubscribe(self, *channels: str | bytes, sharded: bool = False) -> None:
+        """Remove channels or patterns (``sharded=True``: sharded channels)."""
+        self._require_subscriber().unsubscribe(*channels, sharded=sharded)
 
     @property
     def stats(self) -> SubscriberStats:
@@ -166,6 +238,8 @@ class RedisToolkit:
     close = cleanup
 
     def _close_client(self) -> None:
+        if self._cluster is not None:
+            self._cluster.close()
         if self._owns_client:
             self.client.close()
 

@@ -144,3 +144,15 @@ def test_unsubscribe_confirmation(subs):
     subs.on_replies([[b"punsubscribe", b"q:*", 0]])
     subs.wait([(PATTERN, b"q:*")], subscribed=False, timeout=1)
     assert subs.confirmed_names(PATTERN) == [] and subs.names() == []
+
+
+def test_a_reply_that_queues_a_command_wakes_the_reader(subs):
+    """Replies may be parsed on the dispatcher's thread (it pulls what it delivers): a reply
+    that queues a command must wake the reader, or the command waits for the next bytes."""
+    subs.opened()
+    subs.request("sub", CHANNEL, [b"ok", b"secret"])
+    subs.take()
+    woken = len(subs.woken)
+    subs.on_replies([ReplyError("NOPERM no permissions")])  # retried name by name
+    assert subs.has_commands
+    assert len(subs.woken) == woken + 1

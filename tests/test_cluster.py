@@ -1,0 +1,319 @@
+"""Sharded Pub/Sub and Redis Cluster: the subscription state on its own, one server, and a
+real 3-master + 3-replica loopback cluster per engine (started once per session)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+
+import pytest
+from cluster_support import LoopbackCluster, cluster_cli
+from conftest import ENGINES, _binary, wait_until
+from redis.crc import key_slot
+
+from redis_toolkit_nb import RedisToolkit
+from redis_toolkit_nb._subscriptions import SHARD, ReplyError, Subscriptions, by_slot
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.items: list[tuple[str, object]] = []
+        self.lock = threading.Lock()
+
+    def __call__(self, channel: str, data: object) -> None:
+        with self.lock:
+            self.items.append((channel, data))
+
+    def of(self, channel: str) -> list[object]:
+        with self.lock:
+            return [d for c, d in self.items if c == channel]
+
+
+def _invariant(s) -> None:
+    assert s.received == s.delivered + s.dropped + s.decode_errors + s.skipped + s.pending
+
+
+# ---- the subscription state, no server --------------------------------------------------------
+def test_sharded_names_are_grouped_by_slot():
+    names = [b"a{x}", b"b{x}", b"news", b"x14184"]
+    groups = by_slot(SHARD, names)
+    assert [b"a{x}", b"b{x}"] in groups and [b"news"] in groups and [b"x14184"] in groups
+    assert by_slot("channel", names) == [names]  # classic channels: one command
+
+
+def test_unsolicited_sunsubscribe_is_a_move_not_an_answer():
+    redirects: list[tuple] = []
+    subs = Subscriptions("unit", 1.0, [], on_redirect=lambda *a: redirects.append(a))
+    subs.request("sub", SHARD, [b"news"])
+    subs.opened()
+    subs.take()
+    subs.on_replies([[b"ssubscribe", b"news", 1]])
+    assert subs.connected
+    # A PING and a 2-name SSUBSCRIBE are in flight when the node lets "news" go on its own.
+    subs.ping()
+    subs.request("sub", SHARD, [b"o{t}", b"p{t}"])
+    subs.take()
+    subs.on_replies([[b"sunsubscribe", b"news", 0]])
+    assert b"news" not in subs.confirmed[SHARD] and not subs.connected
+    assert subs.take() == [b"*2\r\n$10\r\nSSUBSCRIBE\r\n$4\r\nnews\r\n"]  # asked again at once
+    # The replies to the PING and the SSUBSCRIBE still match their commands.
+    subs.on_replies([b"PONG", [b"ssubscribe", b"o{t}", 1], [b"ssubscribe", b"p{t}", 2]])
+    assert subs.confirmed[SHARD] == {b"o{t}", b"p{t}"}
+    # The node no longer owns the slot: MOVED hands "news" to the owner.
+    subs.on_replies([ReplyError("MOVED 5161 127.0.0.1:7001")])
+    assert redirects == [([b"news"], 5161, "127.0.0.1", 7001)]
+    assert b"news" not in subs.wanted[SHARD] and subs.connected and not subs.refused
+    assert subs.clock.homeless == 1  # the move's gap runs until it is confirmed elsewhere
+
+
+# ---- one server (7.0+): sharded channels are a namespace of their own ---------------------------
+def test_sharded_on_a_standalone_server(server, no_thread_leaks):
+    rec = Recorder()
+    sub = RedisToolkit(url=server.url, sharded_channels=["s:{a}", "s:{b}"], message_handler=rec)
+    pub = RedisToolkit(url=server.url)
+    try:
+        assert sub.stats.sharded_channels == ("s:{a}", "s:{b}")
+        assert pub.publisher("s:{a}", {"n": 1}, sharded=True) == 1
+        assert pub.publisher("s:{a}", "classic") == 0  # PUBLISH does not reach SSUBSCRIBE
+        assert pub.publish_many("s:{b}", list(range(500)), sharded=True) == 500
+        wait_until(lambda: len(rec.items) == 501, what="every sharded message")
+        assert rec.of("s:{a}") == [{"n": 1}] and rec.of("s:{b}") == list(range(500))
+        sub.subscribe("t*", sharded=True)  # taken literally: no sharded patterns
+        assert "t*" in sub.stats.sharded_channels and sub.stats.patterns == ()
+        sub.unsubscribe("s:{a}", sharded=True)
+        assert pub.publisher("s:{a}", 2, sharded=True) == 0
+        s = sub.stats
+        assert s.connected and s.moves == 0 and list(s.nodes.values())[0].classic
+        _invariant(s)
+    finally:
+        sub.cleanup()
+        pub.cleanup()
+
+
+# ---- a real cluster per engine ----------------------------------------------------------------
+@pytest.fixture(scope="session", params=sorted(ENGINES))
+def cluster(request: pytest.FixtureRequest):
+    binary = _binary(request.param)
+    lc = LoopbackCluster(binary, cluster_cli(request.param, binary))
+    try:
+        yield lc.start()
+    finally:
+        lc.stop()
+
+
+def _names_per_master(lc: LoopbackCluster, prefix: str) -> dict[int, str]:
+    """One channel name per master (a name whose slot that master owns)."""
+    out: dict[int, str] = {}
+    i = 0
+    while len(out) < 3:
+        name = f"{prefix}{i}"
+        out.setdefault(lc.slot_owner(key_slot(name.encode())), name)
+        i += 1
+    return out
+
+
+def test_sharded_across_three_shards(cluster, no_thread_leaks):
+    names = _names_per_master(cluster, "feed:")
+    extra = [f"{{{names[m]}}}:more" for m in names]  # same slots: one SSUBSCRIBE each
+    rec = Recorder()
+    sub = RedisToolkit(
+        url=cluster.url, sharded_channels=[*names.values(), *extra], message_handler=rec
+    )
+    pub = RedisToolkit(url=cluster.url)
+    try:
+        assert pub.cluster is not None and len(pub.cluster.map.masters) == 3
+        s = sub.stats
+        sharded_nodes = {k: v for k, v in s.nodes.items() if v.sharded_channels}
+        assert len(sharded_nodes) == 3 and s.connected
+        for master, name in names.items():
+            assert name in sharded_nodes[f"127.0.0.1:{master}"].sharded_channels
+            with cluster.client(master) as c:
+                assert dict(c.pubsub_shardnumsub(name))[name.encode()] == 1
+        for name in [*names.values(), *extra]:
+            assert pub.publisher(name, name, sharded=True) == 1
+            assert pub.publish_many(name, range(100), sharded=True) == 100
+        wait_until(lambda: len(rec.items) == 6 * 101, what="every shard's messages")
+        for name in [*names.values(), *extra]:
+            assert rec.of(name) == [name, *range(100)]
+        _invariant(sub.stats)
+    finally:
+        sub.cleanup()
+        pub.cleanup()
+
+
+class _Publisher(threading.Thread):
+    """SPUBLISH numbered messages at ~1 kHz through a toolkit (following MOVED)."""
+
+    def __init__(self, toolkit: RedisToolkit, channel: str) -> None:
+        super().__init__(daemon=True)
+        self.toolkit, self.channel = toolkit, channel
+        self.sent: list[int] = []
+        self.errors = 0
+        self.halt = threading.Event()
+
+    def run(self) -> None:
+        i = 0
+        while not self.halt.is_set():
+            try:
+                self.toolkit.publisher(self.channel, i, sharded=True)
+                self.sent.append(i)
+            except Exception:  # noqa: BLE001 - a dead master: counted, retried
+                self.errors += 1
+            i += 1
+            time.sleep(0.001)
+
+    def stop(self) -> None:
+        self.halt.set()
+        self.join(5)
+
+
+def _flowing(rec: Recorder, channel: str, more: int = 50) -> None:
+    seen = len(rec.of(channel))
+    wait_until(lambda: len(rec.of(channel)) >= seen + more, what=f"{channel} flowing")
+
+
+def test_slot_migration_and_back(cluster, no_thread_leaks):
+    channel = "migrating"
+    slot = key_slot(channel.encode())
+    home = cluster.slot_owner(slot)
+    other = next(m for m in cluster.masters() if m != home)
+    rec = Recorder()
+    sub = RedisToolkit(url=cluster.url, sharded_channels=[channel], message_handler=rec)
+    pub = _Publisher(RedisToolkit(url=cluster.url), channel)
+    pub.start()
+    try:
+        _flowing(rec, channel)
+        cluster.move_slot(slot, other)
+        wait_until(lambda: sub.stats.moves == 1, what="the move followed")
+        held = sub.stats.nodes[f"127.0.0.1:{other}"].sharded_channels
+        assert held == (channel,)
+        _flowing(rec, channel)
+        cluster.move_slot(slot, home)
+        wait_until(lambda: sub.stats.moves == 2, what="the move back followed")
+        _flowing(rec, channel)
+        s = sub.stats
+        assert s.connected and s.sharded_channels == (channel,)
+        assert s.max_move_gap_s < 0.05, s.max_move_gap_s
+        assert 0 < s.move_gap_s <= 2 * s.max_move_gap_s
+        got = rec.of(channel)
+        assert got == sorted(got) and len(set(got)) == len(got)  # in order, no duplicates
+    finally:
+        pub.stop()
+        pub.toolkit.cleanup()
+        sub.cleanup()
+        if cluster.slot_owner(slot) != home:
+            cluster.move_slot(slot, home)
+    _invariant(s)
+
+
+def test_publish_many_sharded_across_a_move(cluster, no_thread_leaks):
+    channel = "bulk-moving"
+    slot = key_slot(channel.encode())
+    home = cluster.slot_owner(slot)
+    other = next(m for m in cluster.masters() if m != home)
+    rec = Recorder()
+    sub = RedisToolkit(url=cluster.url, sharded_channels=[channel], message_handler=rec)
+    pub = RedisToolkit(url=cluster.url)
+    total = 12_000
+
+    def values():
+        for i in range(total):
+            if i == 5_000:  # mid-chunk: what was built goes to the old owner, MOVED follows
+                cluster.move_slot(slot, other)
+                wait_until(lambda: sub.stats.moves == 1, what="the subscriber re-homed")
+            yield i
+
+    try:
+        assert pub.publish_many(channel, values(), sharded=True) == total
+        assert pub.cluster.owner(channel.encode()) == ("127.0.0.1", other)
+        wait_until(lambda: len(rec.of(channel)) == total, what="every message")
+        assert rec.of(channel) == list(range(total))  # in order, nothing twice
+    finally:
+        sub.cleanup()
+        pub.cleanup()
+        if cluster.slot_owner(slot) != home:
+            cluster.move_slot(slot, home)
+
+
+def test_failover_and_failback(cluster, no_thread_leaks):
+    channel = "failing-over"
+    master = cluster.slot_owner(key_slot(channel.encode()))
+    replica = cluster.replica_of(master)
+    rec = Recorder()
+    sub = RedisToolkit(url=cluster.url, sharded_channels=[channel], message_handler=rec)
+    pub = _Publisher(RedisToolkit(url=cluster.url), channel)
+    pub.start()
+    try:
+        _flowing(rec, channel)
+        cluster.failover(replica)
+        wait_until(lambda: sub.stats.moves >= 1, what="the failover followed")
+        _flowing(rec, channel)
+        # The demoted master took the channel back at once (a replica serves its shard), so
+        # the failback needs no move on Redis; Valkey unsubscribes a promoted node's shard
+        # subscribers too (a second move). Either way delivery goes on.
+        cluster.failover(master, takeover=True)  # fail back
+        _flowing(rec, channel)
+        s = sub.stats
+        assert s.connected and s.sharded_channels == (channel,)
+        assert s.max_move_gap_s < 0.5, s.max_move_gap_s
+    finally:
+        pub.stop()
+        pub.toolkit.cleanup()
+        sub.cleanup()
+        cluster.ready()
+    _invariant(s)
+
+
+def test_kill_a_master(cluster, no_thread_leaks):
+    """SIGKILL the master of a sharded channel and of a classic subscriber's node: both
+    move, and sharded delivery resumes within about a second of the replica's promotion."""
+    channel = "killed-master"
+    master = cluster.slot_owner(key_slot(channel.encode()))
+    replica = cluster.replica_of(master)
+    survivor = next(m for m in cluster.masters() if m != master)
+    rec = Recorder()
+    sub = RedisToolkit(url=cluster.url, sharded_channels=[channel], message_handler=rec)
+    classic_rec = Recorder()
+    classic = RedisToolkit(
+        url=f"redis://127.0.0.1:{master}/0", channels=["plain"], message_handler=classic_rec
+    )
+    pub = _Publisher(RedisToolkit(url=f"redis://127.0.0.1:{survivor}/0"), channel)
+    plain = RedisToolkit(url=f"redis://127.0.0.1:{survivor}/0")
+    pub.start()
+    node = cluster.nodes[master]
+    try:
+        _flowing(rec, channel)
+        os.kill(node.pid, signal.SIGKILL)
+        wait_until(lambda: not node.running, what="the master gone")
+        wait_until(lambda: sub.stats.disconnects >= 1, what="the subscriber saw the loss")
+        # Classic channels: moved to another node at once (the cluster is healthy).
+        wait_until(
+            lambda: classic.stats.connected and f"127.0.0.1:{master}" not in classic.stats.nodes,
+            timeout=5,
+            what="the classic subscriber on another node",
+        )
+        wait_until(lambda: plain.publisher("plain", 1) >= 0 and classic_rec.items, timeout=3)
+        wait_until(
+            lambda: cluster.slot_owner(key_slot(channel.encode()), survivor) == replica,
+            timeout=15,
+            what="the replica promoted",
+        )
+        promoted = time.monotonic()
+        seen = len(rec.of(channel))
+        wait_until(lambda: len(rec.of(channel)) > seen, timeout=5, what="delivery resumed")
+        resumed = time.monotonic() - promoted
+        assert resumed < 1.0, resumed
+        s = sub.stats
+        assert s.moves >= 1 and s.connected
+        assert s.nodes[f"127.0.0.1:{replica}"].sharded_channels == (channel,)
+    finally:
+        pub.stop()
+        for tk in (pub.toolkit, plain, classic, sub):
+            tk.cleanup()
+        node.start()  # rejoins as a replica of its old replica; then fail back
+        wait_until(lambda: cluster.replica_up(master), timeout=20, what="the node rejoined")
+        cluster.failover(master, takeover=True)
+        cluster.ready()
+    _invariant(s)
