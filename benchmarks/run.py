@@ -39,7 +39,7 @@ from typing import Any
 import orjson
 import redis
 
-from redis_toolkit_nb import RedisServer, RedisToolkit
+from redis_toolkit_nb import RedisOptions, RedisServer, RedisToolkit
 
 ROOT = Path(__file__).resolve().parent.parent
 # ~100 bytes of JSON; redis-benchmark replaces __rand_int__ (with -r) by 12 random digits, so
@@ -322,7 +322,7 @@ def measure_burst(srv: RedisServer, sz: Sizes) -> list[Row]:
         Contender(
             "toolkit0",
             "toolkit",
-            "redis_toolkit_nb, max_backlog_bytes=0 (the 100,000 queue alone; drop_oldest)",
+            f"redis_toolkit_nb, max_backlog_bytes=0 (the {QUEUE:,} queue alone; drop_oldest)",
             {"max_backlog_bytes": 0},
         ),
     )
@@ -655,16 +655,19 @@ def render(rows: list[Row], mach: dict[str, str], command: str, seconds: float, 
     return "\n".join(out) + "\n" + NOTES
 
 
+#: The toolkit's default parsed queue (``RedisOptions.queue_size``), named in a row's label.
+QUEUE = RedisOptions().queue_size
+
 NOTES = """
 Notes:
 - Subscriber rates are handler calls divided by the time from the start of the burst to the
   last handler call (median of the rounds). Each contender runs in a fresh process.
 - "server cut-offs": times redis-server logged closing a client for its output buffer
   (`client-output-buffer-limit pubsub 32mb 8mb 60`); what was in flight then is lost.
-- The toolkit runs with default options: what its handler queue (queue_size=100,000) cannot
-  hold waits unparsed in the reader's backlog (max_backlog_bytes=256 MB), so a burst is
-  delivered whole. The max_backlog_bytes=0 row shows the queue alone: the excess is dropped by
-  the overflow policy, and counted.
+- The toolkit runs with default options: what its dispatcher has not taken yet waits unparsed
+  in the reader's backlog (max_backlog_bytes=256 MB); the dispatcher parses what it delivers,
+  so a burst is delivered whole. The max_backlog_bytes=0 row shows the queue alone: the
+  excess is dropped by the overflow policy, and counted.
 - "ceiling" is benchmarks/workers.py's run_ceiling: one thread, a raw socket, SUBSCRIBE over
   RESP2, recv_into a 64 KB buffer, hiredis.Reader, orjson.loads and a counting
   handler(channel, data) per message; no queue, no reconnect, no overflow policy. The ratio

@@ -30,7 +30,7 @@ ROWS = [
     ("burst of 102,400", "redis_toolkit_nb, default options"),
     (
         "burst of 102,400",
-        "redis_toolkit_nb, max_backlog_bytes=0 (the 100,000 queue alone; drop_oldest)",
+        "redis_toolkit_nb, max_backlog_bytes=0 (the 10,000 queue alone; drop_oldest)",
     ),
     ("burst of 102,400", CEILING),
     ("burst of 102,400", "redis-py get_message + orjson.loads"),
