@@ -312,13 +312,18 @@ def _isolated_kernel(tmp_path: Path) -> KernelManager:
 
 
 def _server_processes(port: str) -> list[str]:
-    """Command lines of live processes serving 127.0.0.1:``port`` (read from /proc; the
-    servers set their process title to ``<binary> 127.0.0.1:<port>``)."""
+    """Command lines of live processes serving 127.0.0.1:``port`` in a network namespace
+    other than this test's (the isolated kernel's: the same port number can be in use here,
+    by the test suite's own cluster nodes for one). Read from /proc; the servers set their
+    process title to ``<binary> 127.0.0.1:<port>``."""
+    own = os.readlink("/proc/self/ns/net")
     found = []
     needle = f"127.0.0.1:{port}".encode()
     for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
         try:
             text = cmdline.read_bytes()
+            if os.readlink(cmdline.parent / "ns" / "net") == own:
+                continue
         except OSError:
             continue
         if needle in text and b"-server" in text:
