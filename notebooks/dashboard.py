@@ -36,9 +36,9 @@
 #
 # - **Bounded**: it stops by itself after 5 minutes or 12,000 messages, whichever comes
 #   first; `stop_traffic.set()` stops it at once. It lives in this notebook's kernel, so it
-#   also stops when the kernel does: shut down, restarted, or culled. On Binder (and with
-#   the Voila settings in `binder/jupyter/`), closing the page shuts its kernel down, and a
-#   kernel that no page has shown for 2 minutes is culled.
+#   also stops when the kernel does: shut down, restarted, or culled. Closing its Voila
+#   page asks the server to shut the kernel down; on Binder (the settings in
+#   `binder/jupyter/`), a kernel that no page has shown for 2 minutes is shut down too.
 # - **Private to this session**: its channel names start with a prefix made for this
 #   session, `demo-` and 6 random hex digits (for example `demo-3fa9c1:orders`). On a
 #   shared server (Binder, a team's Redis) your subscriptions never see another session's

@@ -23,7 +23,13 @@
 # %load_ext redis_toolkit_nb
 
 # %%
+import secrets
 import time
+
+# This session's channels: a random prefix keeps them apart from every other session's.
+PREFIX = f"demo-{secrets.token_hex(3)}"
+TEMP, HUMIDITY = f"{PREFIX}:sensors:temp", f"{PREFIX}:sensors:humidity"
+ORDERS = f"{PREFIX}:orders"
 
 
 def wait_for(condition, timeout=10.0, what="the condition"):
@@ -38,10 +44,21 @@ def wait_for(condition, timeout=10.0, what="the condition"):
 # %% [markdown]
 # ## Capture
 #
+# The demo traffic below is private to this session: its channel names start with a
+# prefix made for it, `demo-` and 6 random hex digits (`PREFIX`, for example
+# `demo-3fa9c1:sensors:temp`), so on a shared server (Binder, a team's Redis) no one
+# else's traffic lands in this capture, and yours never lands in theirs. It is bounded
+# too: 599 messages over two seconds, published by the cell itself.
+#
 # `--max-rows` bounds how many of the newest messages the DataFrame keeps.
+# `%%rtk_subscribe` takes channel names literally (no `{variables}`: braces belong in
+# names such as `orders:{eu}`), so with computed names the cell calls the magic from
+# Python.
 
 # %%
-# %%rtk_subscribe sensors:* orders --name capture --max-rows 5000
+get_ipython().run_line_magic(
+    "rtk_subscribe", f"{PREFIX}:sensors:* {ORDERS} --name capture --max-rows 5000"
+)
 
 # %% [markdown]
 # Two seconds of traffic whose rate changes over time: temperatures from three sensors
@@ -54,7 +71,7 @@ import random
 from redis_toolkit_nb import RedisToolkit
 
 random.seed(7)
-sent = {"sensors:temp": 0, "sensors:humidity": 0, "orders": 0}
+sent = {TEMP: 0, HUMIDITY: 0, ORDERS: 0}
 with RedisToolkit() as toolkit:
     start = time.monotonic()
     for tick in range(20):
@@ -67,9 +84,9 @@ with RedisToolkit() as toolkit:
             {"order_id": f"A-{tick}-{i}", "amount": round(random.uniform(5, 200), 2)}
             for i in range(tick % 3)
         ]
-        sent["sensors:temp"] += toolkit.publish_many("sensors:temp", temps)
-        sent["sensors:humidity"] += toolkit.publish_many("sensors:humidity", hums)
-        sent["orders"] += toolkit.publish_many("orders", orders)
+        sent[TEMP] += toolkit.publish_many(TEMP, temps)
+        sent[HUMIDITY] += toolkit.publish_many(HUMIDITY, hums)
+        sent[ORDERS] += toolkit.publish_many(ORDERS, orders)
         next_tick = start + (tick + 1) * 0.1
         time.sleep(max(0.0, next_tick - time.monotonic()))  # pacing, not a wait
 
@@ -91,7 +108,7 @@ df.dtypes
 
 # %%
 flat = capture.df_expanded()
-hot = flat[(flat["channel"] == "sensors:temp") & (flat["value"] > 23)]
+hot = flat[(flat["channel"] == TEMP) & (flat["value"] > 23)]
 hot[["time", "sensor", "value"]].head()
 
 # %% [markdown]
@@ -104,7 +121,7 @@ by_channel = df.groupby("channel").agg(
 by_channel
 
 # %%
-flat[flat["channel"] == "sensors:temp"].groupby("sensor")["value"].describe()
+flat[flat["channel"] == TEMP].groupby("sensor")["value"].describe()
 
 # %% [markdown]
 # ## Resample into rates
@@ -159,13 +176,20 @@ first_payload
 
 # %%
 # Check cell: a one-line summary of what this notebook did.
+def short(counts):
+    """The counts keyed by channel name without this session's prefix."""
+    return {channel.removeprefix(f"{PREFIX}:"): n for channel, n in counts.items()}
+
+
 summary = {
-    "sent": sent,
+    "prefix": PREFIX,
+    "only_own_channels": bool(df["channel"].str.startswith(f"{PREFIX}:").all()),
+    "sent": short(sent),
     "rows": len(df),
-    "by_channel": by_channel["messages"].to_dict(),
+    "by_channel": short(by_channel["messages"].to_dict()),
     "hot_readings": len(hot),
     "hot_all_above_23": bool((hot["value"] > 23).all()),
-    "peak_temp_rate": int(rates["sensors:temp"].max()),
+    "peak_temp_rate": int(rates[TEMP].max()),
     "messages_in_rates": int(rates.sum().sum() / 5),
     "csv_rows": len(csv_back),
     "parquet_rows": len(parquet_back),

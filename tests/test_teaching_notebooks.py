@@ -246,6 +246,9 @@ def check_dashboard(run: Run) -> None:
 
 def check_exploring_traffic(run: Run) -> None:
     s = run.summary
+    # The demo traffic is this session's: every captured channel carries its random prefix.
+    assert re.fullmatch(r"demo-[0-9a-f]{6}", s["prefix"]), s["prefix"]
+    assert s["only_own_channels"] is True
     assert s["sent"] == {"sensors:temp": 500, "sensors:humidity": 80, "orders": 19}
     assert s["rows"] == 599
     assert s["by_channel"] == s["sent"]
