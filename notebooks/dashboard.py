@@ -38,7 +38,8 @@
 #   first; `stop_traffic.set()` stops it at once. It lives in this notebook's kernel, so it
 #   also stops when the kernel does: shut down, restarted, or culled. Closing its Voila
 #   page asks the server to shut the kernel down; on Binder (the settings in
-#   `binder/jupyter/`), a kernel that no page has shown for 2 minutes is shut down too.
+#   `binder/jupyter/`), a kernel that no page shows any more is shut down within 30 s
+#   once it has run for 2 minutes.
 # - **Private to this session**: its channel names start with a prefix made for this
 #   session, `demo-` and 6 random hex digits (for example `demo-3fa9c1:orders`). On a
 #   shared server (Binder, a team's Redis) your subscriptions never see another session's
