@@ -24,6 +24,7 @@ import redis
 from browser_support import (
     ROOT,
     NotebookServer,
+    SubscribeCell,
     assert_no_cell_errors,
     assert_widgets_healthy,
     cell,
@@ -339,6 +340,18 @@ def test_dashboard_in_voila(browser, private_redis, tmp_path: Path, timed) -> No
             )
             assert_widgets_healthy(page)
             assert_no_cell_errors(page)
+            if not subs:
+                # The dashboard subscribes to its session's demo channels, whose random prefix
+                # its demo cell prints ("demo traffic on demo-3fa9c1:* ..."): `shop`, the
+                # first panel, listens to <prefix>:orders.
+                found = poll(
+                    lambda: re.search(
+                        r"demo traffic on (demo-[0-9a-f]{6}):\*", output_text(page.locator("body"))
+                    ),
+                    30,
+                    "the demo traffic's session prefix in the page",
+                )
+                subs = [SubscribeCell(-1, [f"{found.group(1)}:orders"], {"name": "shop"})]
             panel = None
             if subs:
                 panel = page.locator(".jp-OutputArea-output .rtk-panel").first
