@@ -15,29 +15,11 @@ import redis
 
 from .. import ToolkitError
 from . import charts
+from .flows import MAX_LINKS, Flows, StableOrder, drawn, observe
 from .refresher import REFRESHER
 from .state import NotebookState
 
-_MAX_LISTED = 100  # channel buttons shown in the Channels tab
-
-
-def flow_links(subs: list[Any]) -> list[tuple[str, str, float]]:
-    """``(subscription: channel-or-pattern, channel, messages)`` for every running subscription,
-    from the core's per-link counters: a message a client got twice (its channel and a
-    matching pattern, as Redis sends it) is one message on each of its two links, never two.
-    Work is proportional to the number of links."""
-    links: list[tuple[str, str, float]] = []
-    for sub in subs:
-        stats = sub.stats
-        via_pattern: dict[Any, int] = {}
-        for (pattern, channel), n in stats.by_link.items():
-            links.append((f"{sub.name}: {pattern}", str(channel), n))
-            via_pattern[channel] = via_pattern.get(channel, 0) + n
-        for channel, n in stats.by_channel.items():
-            plain = n - via_pattern.get(channel, 0)
-            if plain > 0:
-                links.append((f"{sub.name}: {channel}", str(channel), plain))
-    return links
+_MAX_LISTED = 100  # channel rows shown in the Channels tab
 
 
 def parse_form_payload(text: str) -> Any:
@@ -56,7 +38,8 @@ class Dashboard:
         self.max_rows = max_rows
         self.log_size = log_size
         self._lock = threading.RLock()
-        self._last_links: list[tuple[str, str, float]] | None = None
+        self._order = StableOrder()
+        self._flows: Flows | None = None
         self.tabs = W.Tab(
             children=[
                 self._publish_tab(),
@@ -208,18 +191,27 @@ class Dashboard:
         self.flows = W.HTML()
         self.flows.add_class("rtk-flows")
         note = W.HTML(
-            "<i>messages per subscribed channel or pattern (left) and channel (right), "
-            "since each subscription started</i>"
+            "<i>deliveries per second now (last 1 s) per subscribed channel or pattern (left) "
+            "and channel (right: distinct messages per second; ×N when N subscription "
+            "links each deliver every message). Hover for totals. The "
+            f"{MAX_LINKS} busiest links of the last minute, in the order first seen; the "
+            "rest summed under (other links).</i>"
         )
         return W.VBox([note, self.flows])
 
     def refresh(self) -> None:
-        """Redraw the Flows chart when the figures changed (called by the refresher)."""
+        """One tick (the refresher's): the Flows chart from this tick's figures, written only
+        when its text changed."""
         with self._lock:
-            links = flow_links(list(self.state.subscriptions.values()))
-            if links != self._last_links:
-                self._last_links = links
-                self.flows.value = charts.flows_chart(links)
+            self._flows = flows = observe(list(self.state.subscriptions.values()))
+            svg = charts.flows_chart(
+                drawn(flows, self._order),
+                window=flows.window,
+                span=flows.span,
+                delivered=flows.delivered,
+            )
+            if self.flows.value != svg:
+                self.flows.value = svg
 
     def close(self) -> None:
         """Stop refreshing this dashboard (the subscriptions keep running)."""
