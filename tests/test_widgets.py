@@ -184,12 +184,14 @@ def test_dashboard_tabs(state, admin):
         assert "1 receiver(s)" in dash.pub_result.value
         wait_until(lambda: sub.stats.delivered == 1, 5, "the dashboard's message")
         assert sub.df["data"].iloc[0] == {"hello": "world"}
-        # Channels: a plain subscription shows up; clicking its button subscribes to it.
+        # Channels: a plain subscription shows up; clicking it fills the Subscribe form.
         state.subscribe(["dash.listed"], name="other")
         rows = dash.list_channels()
         assert ("dash.listed", 1) in rows and "NUMPAT" in dash.ch_summary.value
         _channel_button(dash, "dash.listed").click()
-        assert "sub_dash_listed" in state.subscriptions and dash.tabs.selected_index == 1
+        assert dash.tabs.selected_index == 1 and dash.sub_names.value == "dash.listed"
+        dash.sub_button.click()
+        assert "sub_dash_listed" in state.subscriptions
         # Flows: pattern -> channel drawn with its traffic.
         dash.refresh()
         assert 'data-source="feed: dash.*"' in dash.flows.value
@@ -461,6 +463,66 @@ def test_flows_layout_is_stable_and_capped(state, admin):
             dash.refresh()
         per_tick = (time.perf_counter() - started) / 10
         assert per_tick < 0.05, f"a dashboard tick at 20k channels took {per_tick * 1000:.1f} ms"
+    finally:
+        dash.close()
+
+
+# ---- Channels tab ------------------------------------------------------------------------
+
+
+def test_channels_tab_refreshes_itself_with_rates_and_pattern_only_channels(state, admin):
+    dash = Dashboard(state)
+    try:
+        state.subscribe(["chx.plain"], name="plain")
+        feed = state.subscribe(["chy.*"], name="feed")
+        dash.tabs.selected_index = 2  # shown: no Refresh click needed
+        names = lambda: [hb.children[0].description for hb in dash.ch_list.children]  # noqa: E731
+        wait_until(lambda: "chx.plain" in names(), 10, "the Channels tab to list chx.plain")
+        # A channel only a pattern reaches is not in PUBSUB CHANNELS: seen in traffic here.
+        stop = time.monotonic() + 8
+        while "chy.only" not in names() and time.monotonic() < stop:
+            admin.publish("chy.only", "x")
+            time.sleep(0.05)  # a steady trickle while the tab refreshes
+        assert "chy.only" in names() and feed.stats.delivered > 0
+        row = next(hb for hb in dash.ch_list.children if hb.children[0].description == "chy.only")
+        assert "via feed: chy.*" in row.children[1].value
+        assert "msg/s here" in row.children[1].value
+        assert "more seen here through patterns only" in dash.ch_summary.value
+        plain_row = next(
+            hb for hb in dash.ch_list.children if hb.children[0].description == "chx.plain"
+        )
+        assert "1 subscriber(s)" in plain_row.children[1].value
+    finally:
+        dash.close()
+
+
+def test_channel_click_prefills_the_form_cleanly_and_errors_use_its_words(state, admin):
+    dash = Dashboard(state, max_rows=777)
+    try:
+        state.subscribe(["pre.fill"], name="listed")
+        dash.sub_names.value = "old.channel"
+        dash.sub_name.value = "old_name"
+        dash.sub_rows.value = 5
+        dash.sub_error.value = "an old message"
+        dash.list_channels()
+        _channel_button(dash, "pre.fill").click()
+        assert dash.tabs.selected_index == 1
+        assert (dash.sub_names.value, dash.sub_name.value, dash.sub_rows.value) == (
+            "pre.fill",
+            "sub_pre_fill",
+            777,
+        )
+        assert "old message" not in dash.sub_error.value
+        assert "sub_pre_fill" not in state.subscriptions  # the user presses Subscribe
+        dash.sub_name.value = "not valid"
+        dash.sub_button.click()
+        from html import unescape
+
+        assert "Name 'not valid' is not a Python variable name" in unescape(dash.sub_error.value)
+        assert "--name" not in dash.sub_error.value
+        dash.sub_names.value = ""
+        dash.sub_button.click()
+        assert "enter channels or patterns" in dash.sub_error.value
     finally:
         dash.close()
 
