@@ -48,7 +48,7 @@ def rate_chart(
     ``legend`` gives each channel's rate "now" (the panel's one definition); without it the
     legend shows the last second drawn. ``note`` is written in the top right corner.
     """
-    left, right, top, bottom = 44, 130, 12, 22
+    left, right, top, bottom = 44, 150, 12, 22
     plot_w, plot_h = width - left - right, height - top - bottom
     n = max((len(v) for v in series.values()), default=60)
     peak = max((max(v) for v in series.values() if v), default=0)
@@ -155,8 +155,8 @@ def flows_chart(
         f'aria-label="deliveries per second per subscription and channel, {now}">',
         f'<text x="{lx}" y="12" font-size="10" style="fill:{TEXT_DIM}">subscribed as: '
         f"deliveries/s {now}</text>",
-        f'<text x="{rx}" y="12" font-size="10" style="fill:{TEXT_DIM}">channel: distinct '
-        "messages/s (\u00d7N: delivered N times)</text>",
+        f'<text x="{rx + box_w}" y="12" font-size="10" text-anchor="end" '
+        f'style="fill:{TEXT_DIM}">channel: distinct messages/s (\u00d7N: N deliveries)</text>',
     ]
     for s, c, rate, recent in links:
         w = max(1.5, rate / peak * (row - 6))
