@@ -273,6 +273,8 @@ def _use_the_dashboard(page, dashboard, panel, subs) -> None:
             15,
             f"the row published from the dashboard ({marker}) in the panel's table",
         )
+    if panel is not None:
+        _use_the_channels_tab(page, dashboard, channel)
     dashboard.locator(".lm-TabBar-tab", has_text="Flows").click()
     flows = dashboard.locator(".rtk-flows")
     poll(
@@ -280,6 +282,31 @@ def _use_the_dashboard(page, dashboard, panel, subs) -> None:
         15,
         "the Flows tab to draw the traffic",
     )
+    if panel is not None:
+        # Rates over a stated window, totals on hover (the SVG <title> the browser shows).
+        titles = flows.locator("path.rtk-flow title").all_text_contents()
+        assert any("deliveries/s now (last 1 s)" in t and "in the last 60 s" in t for t in titles)
+
+
+def _use_the_channels_tab(page, dashboard, channel: str) -> None:
+    """The Channels tab lists ``channel`` with its rate by itself (no Refresh click), and a
+    click on it fills the Subscribe form."""
+    dashboard.locator(".lm-TabBar-tab", has_text="Channels").click()
+    button = dashboard.locator(
+        "button.jupyter-button", has_text=re.compile(rf"^\s*{re.escape(channel)}\s*$")
+    )
+    poll(lambda: button.count() > 0, 15, f"the Channels tab to list {channel!r} by itself")
+    row = button.first.locator("xpath=..")
+    poll(lambda: "msg/s here" in output_text(row), 15, f"the rate of {channel!r}")
+    button.first.click()
+
+    def field(label: str):
+        return dashboard.locator(
+            ".widget-text", has=page.locator("label", has_text=re.compile(rf"^{label}$"))
+        ).locator("input")
+
+    poll(lambda: field("Channels").input_value() == channel, 10, "the prefilled Channels field")
+    assert field("Name").input_value().startswith("sub_"), field("Name").input_value()
 
 
 def test_quickstart_live_panel_in_lab(browser, private_redis, tmp_path: Path, timed) -> None:
