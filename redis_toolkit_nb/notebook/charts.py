@@ -132,14 +132,13 @@ def flows_chart(
     from .flows import OTHER_CHANNELS  # the one channel box with no distinct figure
 
     sources: dict[str, list[float]] = {}  # rate, recent
-    channels: dict[str, list[float]] = {}  # distinct, deliveries, links, recent distinct, recent
+    channels: dict[str, list[float]] = {}  # deliveries, links, recent deliveries
     for s, c, rate, recent in links:
         src = sources.setdefault(s, [0.0, 0.0])
         src[0] += rate
         src[1] += recent
-        ch = channels.setdefault(c, [0.0, 0.0, 0, 0.0, 0.0])
-        ch[0], ch[1], ch[2] = max(ch[0], rate), ch[1] + rate, ch[2] + 1
-        ch[3], ch[4] = max(ch[3], recent), ch[4] + recent
+        ch = channels.setdefault(c, [0.0, 0, 0.0])
+        ch[0], ch[1], ch[2] = ch[0] + rate, ch[1] + 1, ch[2] + recent
     rows = max(len(sources), len(channels))
     height = rows * row + 30
     peak = max(lk.rate for lk in links) or 1.0
@@ -187,7 +186,9 @@ def flows_chart(
             f'<text x="{lx + 4}" y="{y + row / 2}" font-size="11">{escape(_short(s, 24))} '
             f"{_fmt(rate)}/s</text></g>"
         )
-    for c, (distinct, deliveries, n, recent_distinct, recent) in channels.items():
+    for c, (deliveries, n, recent) in channels.items():
+        # Every link of a channel carries each of its messages: distinct = the links' mean.
+        distinct, recent_distinct, n = deliveries / n, recent / n, int(n)
         y = dst_y[c]
         if c == OTHER_CHANNELS:
             label = f"{_fmt(deliveries)}/s"

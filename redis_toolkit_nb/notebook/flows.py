@@ -3,8 +3,8 @@
 A *link* is one subscribed channel or pattern of one subscription (the source) carrying a
 channel's messages. Redis delivers a message once per matching subscription, so a channel's
 *deliveries* add up over its links while its *distinct messages* are what any one link
-carries: a channel subscribed by two subscriptions at 40 msg/s is 40 distinct msg/s and 80
-deliveries/s.
+carries (the links' mean): a channel subscribed by two subscriptions at 40 msg/s is 40
+distinct msg/s and 80 deliveries/s.
 
 Figures come from each subscription's ``Traffic`` (the busiest channels of the last minute,
 the rest under ``(other)``) and ``Subscriber.totals()``: work per tick is bounded by the
@@ -57,12 +57,14 @@ class Flows:
     delivered: dict[str, int]
 
     def channel_rates(self) -> dict[str, tuple[float, float, int]]:
-        """{channel: (distinct messages/s, deliveries/s, links)}."""
-        out: dict[str, tuple[float, float, int]] = {}
+        """{channel: (distinct messages/s, deliveries/s, links)}: every link of a channel
+        carries each of its messages, so the distinct rate is the links' mean (each
+        subscription measures "now" over its own last ticks: close, not equal)."""
+        sums: dict[str, tuple[float, int]] = {}
         for link in self.links:
-            distinct, deliveries, n = out.get(link.channel, (0.0, 0.0, 0))
-            out[link.channel] = (max(distinct, link.rate), deliveries + link.rate, n + 1)
-        return out
+            deliveries, n = sums.get(link.channel, (0.0, 0))
+            sums[link.channel] = (deliveries + link.rate, n + 1)
+        return {c: (d / n, d, n) for c, (d, n) in sums.items()}
 
 
 def redis_glob(pattern: str, channel: str) -> bool:
