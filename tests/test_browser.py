@@ -286,6 +286,7 @@ def _use_the_dashboard(page, dashboard, panel, subs) -> None:
         # Rates over a stated window, totals on hover (the SVG <title> the browser shows).
         titles = flows.locator("path.rtk-flow title").all_text_contents()
         assert any("deliveries/s now (last 1 s)" in t and "in the last 60 s" in t for t in titles)
+        _assert_dark_on_light(flows.locator("svg.rtk-flows").first, "the Flows chart (light)")
 
 
 def _use_the_channels_tab(page, dashboard, channel: str) -> None:
@@ -332,6 +333,7 @@ def test_quickstart_live_panel_in_lab(browser, private_redis, tmp_path: Path, ti
             assert_widgets_healthy(page)
             _publish_and_watch(page, panel, client, subs[0].channel_to_publish())
             assert panel.locator(".rtk-log").count() > 0, "the panel has no .rtk-log"
+            _assert_dark_on_light(panel.locator("svg.rtk-chart").first, "the rate chart (light)")
             assert_widgets_healthy(page)
             if update_screenshots():
                 # For the README: a few seconds of traffic, so the rate chart shows a curve.
@@ -410,7 +412,8 @@ _COLOURS_JS = """(el) => {
     });
     const worst = seen.reduce((w, s) => (s.contrast < w.contrast ? s : w));
     return {texts: texts.length, back, background: lb, themeLight,
-            text: Math.min(...seen.map((s) => s.lt)), contrast: worst.contrast};
+            text: Math.min(...seen.map((s) => s.lt)), textMax: Math.max(...seen.map((s) => s.lt)),
+            contrast: worst.contrast};
 }"""
 
 DARK_CELLS = [
@@ -429,6 +432,15 @@ def _assert_light_on_dark(svg, what: str) -> dict:
     )
     assert colours["background"] < 0.1, f"{what}: the background is not dark: {colours}"
     assert colours["text"] > 0.25, f"{what}: some of its text is not light: {colours}"
+    assert colours["contrast"] >= 4.5, f"{what}: text hard to read on its background: {colours}"
+    return colours
+
+
+def _assert_dark_on_light(svg, what: str) -> dict:
+    """The light theme's counterpart of ``_assert_light_on_dark``."""
+    colours = poll(lambda: "text" in (c := svg.evaluate(_COLOURS_JS)) and c, 20, what)
+    assert colours["background"] > 0.7, f"{what}: the background is not light: {colours}"
+    assert colours["textMax"] < 0.35, f"{what}: some of its text is not dark: {colours}"
     assert colours["contrast"] >= 4.5, f"{what}: text hard to read on its background: {colours}"
     return colours
 

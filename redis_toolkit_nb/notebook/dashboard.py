@@ -22,6 +22,7 @@ from .state import NotebookState, default_name
 
 _MAX_LISTED = 100  # channel rows shown in the Channels tab
 CHANNELS_TAB, FLOWS_TAB = 2, 3
+_ERROR = "var(--jp-error-color1, #c00)"  # the theme's error colour (light and dark)
 #: Seconds between two PUBSUB queries while the Channels tab is shown (they cost the server
 #: work proportional to its channels, so they are not sent every tick).
 CHANNELS_EVERY = 2.0
@@ -66,7 +67,7 @@ class Dashboard:
         try:
             info = self.state.server_info()
         except ToolkitError as exc:
-            return f'<span style="color:#c00">{escape(str(exc))}</span>'
+            return _error_html(str(exc))
         return (
             f"<b>redis_toolkit_nb</b> · {escape(info['url'])} · "
             f"{escape(info['server'])} {escape(info['version'])}"
@@ -92,16 +93,14 @@ class Dashboard:
         """Publish the form's payload; show the receivers or the error inline."""
         channel = self.pub_channel.value.strip()
         if not channel:
-            self.pub_result.value = '<span style="color:#c00">enter a channel</span>'
+            self.pub_result.value = _error_html("enter a channel")
             return
         try:
             receivers = self.state.toolkit.publish(
                 channel, parse_form_payload(self.pub_payload.value)
             )
         except (ToolkitError, redis.RedisError) as exc:
-            self.pub_result.value = (
-                f'<span style="color:#c00">{escape(type(exc).__name__)}: {escape(str(exc))}</span>'
-            )
+            self.pub_result.value = _error_html(f"{type(exc).__name__}: {exc}")
             return
         self.pub_result.value = f"published to {escape(channel)}: {receivers} receiver(s)"
 
@@ -148,9 +147,7 @@ class Dashboard:
         return sub
 
     def _form_error(self, text: str) -> None:
-        self.sub_error.value = (
-            f'<span style="color:var(--jp-error-color1, #c00)">{escape(text)}</span>'
-        )
+        self.sub_error.value = _error_html(text)
 
     def prefill(self, channel: str) -> None:
         """Fill the Subscribe form for ``channel`` (every field, so nothing typed before is
@@ -194,9 +191,7 @@ class Dashboard:
                 numpat = client.pubsub_numpat()
                 shard_text = _shard_text(client, pattern)
             except (ToolkitError, redis.RedisError) as exc:
-                self.ch_summary.value = (
-                    f'<span style="color:var(--jp-error-color1, #c00)">{escape(str(exc))}</span>'
-                )
+                self.ch_summary.value = _error_html(str(exc))
                 return []
             counts = {_text(k): int(v) for k, v in numsub.items()}
             rows = [(n, counts.get(n, 0)) for n in names]
@@ -286,6 +281,10 @@ class Dashboard:
 
     def __repr__(self) -> str:
         return f"<Dashboard: {len(self.state.subscriptions)} subscription(s)>"
+
+
+def _error_html(text: str) -> str:
+    return f'<span style="color:{_ERROR}">{escape(text)}</span>'
 
 
 def _rate_text(rate: tuple[float, float, int] | None) -> str:
