@@ -540,3 +540,26 @@ def test_charts_follow_the_jupyterlab_theme():
         assert "fill:var(--jp-ui-font-color1, #1f1f1f)" in svg.split(">", 1)[0]  # the <svg>
         assert 'fill="#' not in svg.replace('fill="#1f77b4"', "")  # no fixed text colour
         assert 'stroke="#ccc"' not in svg and 'stroke="#999"' not in svg  # lines: themed too
+
+
+def test_an_idle_dashboard_sends_nothing(state, admin):
+    """With no traffic, neither the Flows chart nor the self-refreshing Channels tab writes a
+    widget: each tick compares and sends only what changed."""
+    state.subscribe(["quiet.a"], name="feed")
+    dash = Dashboard(state)
+    try:
+        dash.tabs.selected_index = 2
+        dash.list_channels()
+        dash.refresh()
+        sent = []
+        for widget in (dash.flows, dash.ch_summary, dash.ch_list):
+            widget.observe(lambda change: sent.append(change["name"]), names=["value", "children"])
+        for hb in dash.ch_list.children:
+            hb.children[1].observe(lambda change: sent.append(change["name"]), names="value")
+        started = dash._channels_at
+        wait_until(lambda: dash._channels_at > started, 5, "the Channels tab to ask again")
+        assert sent == []
+        admin.publish("quiet.a", "wake up")
+        wait_until(lambda: sent, 5, "the message shown")
+    finally:
+        dash.close()
