@@ -17,8 +17,8 @@
 #
 # `%rtk panel` is a dashboard for the whole server: **Publish** (a payload editor),
 # **Subscribe** (start a subscription from a form), **Channels** (what is active, who
-# listens; click one to subscribe) and **Flows** (which channels and patterns carry the
-# traffic). This notebook starts some demo traffic so there is something to see; it also
+# listens, at what rate; click one to fill the Subscribe form) and **Flows** (which channels
+# and patterns carry the traffic). This notebook starts some demo traffic so there is something to see; it also
 # renders as a stand-alone app with Voila. The demo traffic is bounded and private to this
 # session (see below).
 
