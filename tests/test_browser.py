@@ -311,6 +311,34 @@ def _use_the_channels_tab(page, dashboard, channel: str) -> None:
     assert field("Name").input_value().startswith("sub_"), field("Name").input_value()
 
 
+def _pause_resume_and_page_back(panel, client: redis.Redis, channel: str) -> None:
+    """Pause freezes the view and keeps capturing ("N new since paused"); Resume shows what
+    arrived; Older/Newer page back through the buffer and return to the live page."""
+    counters = panel.locator(".rtk-counters").first
+    table = panel.locator(".rtk-table").first
+
+    def click(label: str) -> None:
+        panel.locator("button.jupyter-button", has_text=re.compile(rf"^\s*{label}\s*$")).click()
+
+    click("Pause")
+    poll(lambda: "new since paused" in output_text(counters), 20, "the panel saying it is paused")
+    marker = f"paused-{int(time.time() * 1000) % 1_000_000}"
+    for i in range(7):
+        client.publish(channel, json.dumps({"from": marker, "seq": i}))
+    poll(
+        lambda: "7 new since paused" in output_text(counters),
+        20,
+        "7 new since paused (captured while the view is frozen)",
+    )
+    assert marker not in output_text(table), "the paused view moved"
+    click("Resume")
+    poll(lambda: marker in output_text(table), 20, "the messages captured while paused, shown")
+    click("Older")
+    poll(lambda: "page 2" in output_text(panel), 20, "page 2 of the buffer")
+    click("Newer")
+    poll(lambda: "newest" in output_text(panel), 20, "back on the newest, live page")
+
+
 def test_quickstart_live_panel_in_lab(browser, private_redis, tmp_path: Path, timed) -> None:
     """The quickstart in JupyterLab: Run All, the live panel renders and follows the traffic
     the test publishes, and its screenshot is saved (docs/live-panel.png on request)."""
@@ -334,6 +362,7 @@ def test_quickstart_live_panel_in_lab(browser, private_redis, tmp_path: Path, ti
             assert_widgets_healthy(page)
             _publish_and_watch(page, panel, client, subs[0].channel_to_publish())
             assert panel.locator(".rtk-log").count() > 0, "the panel has no .rtk-log"
+            _pause_resume_and_page_back(panel, client, subs[0].channel_to_publish())
             _assert_dark_on_light(panel.locator("svg.rtk-chart").first, "the rate chart (light)")
             assert_widgets_healthy(page)
             if update_screenshots():
