@@ -91,7 +91,6 @@ class Dispatcher:
         self._halted = False
         #: The exception (not an ``Exception``) a handler raised that stopped the subscriber.
         self.fatal: BaseException | None = None
-        self._deadline = 0.0
         self._names: dict[bytes, str | bytes] = {}
         self.paused = False
         #: Messages handed over by the reader (every one ends in exactly one other counter).
@@ -207,19 +206,18 @@ class Dispatcher:
         )
 
     # ---- control ---------------------------------------------------------------------------
-    def begin_stop(self, deadline: float) -> None:
-        """Accept no more waiting; deliver what is queued until ``deadline`` (monotonic)."""
+    def begin_stop(self) -> None:
+        """Accept no more waiting (a reader blocked under "block" lets go) and pull nothing
+        more; what is queued is still delivered, until ``stop()``'s deadline."""
         with self._cv:
-            if not self._stopping:
-                self._stopping = True
-                self._deadline = deadline
+            self._stopping = True
             self._cv.notify_all()
 
     def stop(self, timeout: float) -> bool:
         """Deliver what is queued for up to ``timeout`` seconds, then stop: no user callback is
         called after this returns. True if the thread ended (False: a handler was still
         running; it is not called again once it returns)."""
-        self.begin_stop(time.monotonic() + timeout)
+        self.begin_stop()
         own = self._thread is threading.current_thread()
         if own:
             # stop() from inside the handler (cleanup() in a handler): nothing more is called;

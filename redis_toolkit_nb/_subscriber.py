@@ -227,7 +227,7 @@ class Subscriber:
         timeout = self.options.subscriber_stop_timeout if timeout is None else timeout
         deadline = time.monotonic() + timeout
         # Tell the dispatcher first: a reader blocked on a full queue ("block") lets go at once.
-        self._dispatcher.begin_stop(deadline)
+        self._dispatcher.begin_stop()
         reader_done = self._reader.stop(timeout)
         if self._shards is not None:
             reader_done = self._shards.stop(max(0.1, deadline - time.monotonic())) and reader_done
