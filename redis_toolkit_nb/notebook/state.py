@@ -142,9 +142,10 @@ class NotebookState:
         decode: str = "auto",
         body: CodeType | None = None,
         log_size: int = 50,
+        sharded: bool = False,
     ) -> Subscription:
         """Start a subscription bound to ``name`` in the namespace, replacing (stopping) any
-        earlier one of that name."""
+        earlier one of that name (``sharded``: ``names`` are sharded channels)."""
         name = name or default_name(names)
         if not name.isidentifier():
             raise ValueError(f"--name {name!r} is not a Python identifier")
@@ -163,6 +164,7 @@ class NotebookState:
             log_size=log_size,
             on_stop=self._forget,
             timezone=self._timezone,
+            sharded=sharded,
         )
         with self._lock:
             self.subscriptions[name] = sub

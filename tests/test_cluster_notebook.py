@@ -1,0 +1,163 @@
+"""The notebook layer on Redis Cluster: ``--sharded`` magics, ``%rtk shards``, the panel's
+nodes and moves, the Cluster tab; through a re-raising IPython shell on a real 3+3 loopback
+cluster per engine (``cluster_support``)."""
+
+from __future__ import annotations
+
+import pytest
+from cluster_support import LoopbackCluster, cluster_cli
+from conftest import ENGINES, _binary, wait_until
+from IPython import get_ipython
+from IPython.core.error import UsageError
+from IPython.testing.globalipapp import start_ipython
+from redis.crc import key_slot
+
+pd = pytest.importorskip("pandas")
+
+
+@pytest.fixture(scope="module", params=sorted(ENGINES))
+def lc(request: pytest.FixtureRequest):
+    binary = _binary(request.param)
+    cluster = LoopbackCluster(binary, cluster_cli(request.param, binary))
+    try:
+        yield cluster.start()
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def ip():
+    # start_ipython() returns the shell only on its first call in a process.
+    return start_ipython() or get_ipython()
+
+
+def _shell(ip, monkeypatch, url: str):
+    monkeypatch.setenv("REDIS_URL", url)
+    ip.run_line_magic("load_ext", "redis_toolkit_nb")
+    magics = ip.magics_manager.registry["RtkMagics"]
+    magics.show_connection = False
+    return ip
+
+
+def _unload(ip) -> None:
+    ip.run_line_magic("unload_ext", "redis_toolkit_nb")
+    for name in [n for n in ip.user_ns if n.startswith(("sub", "shard", "feed", "x_"))]:
+        ip.user_ns.pop(name, None)
+
+
+@pytest.fixture
+def shell(ip, lc, monkeypatch):
+    """The shell with the extension loaded, connecting to the cluster through REDIS_URL."""
+    _shell(ip, monkeypatch, lc.url)
+    try:
+        yield ip
+    finally:
+        _unload(ip)
+
+
+@pytest.fixture
+def standalone_shell(ip, server, monkeypatch):
+    _shell(ip, monkeypatch, server.url)
+    try:
+        yield ip
+    finally:
+        _unload(ip)
+
+
+def run(ip, code: str):
+    """Run a cell; raise what it raised (UsageError included); return its value."""
+    result = ip.run_cell(code)
+    result.raise_error()
+    return result.result
+
+
+def _node(lc: LoopbackCluster, channel: str) -> str:
+    return f"127.0.0.1:{lc.slot_owner(key_slot(channel.encode()))}"
+
+
+# ---- 1. the magics ----------------------------------------------------------------------------
+def test_subscribe_help_lists_the_options(shell):
+    doc = shell.find_cell_magic("rtk_subscribe").__doc__
+    for option in ("--sharded", "--name", "--max-rows", "--decode", "CHANNEL_OR_PATTERN"):
+        assert option in doc
+    with pytest.raises(UsageError) as err:
+        run(shell, "%%rtk_subscribe --sharded --bogus a\npass")
+    text = str(err.value)
+    assert text.count("usage:") == 1 and "usage: %%rtk_subscribe" in text and "--bogus" in text
+    assert "::" not in text
+
+
+def test_sharded_magics_say_kind_and_node(shell, lc):
+    run(shell, "%%rtk_subscribe --sharded orders:{eu} orders:{us} --name shard_feed\n")
+    feed = shell.user_ns["shard_feed"]
+    assert sorted(feed.sharded_channels) == ["orders:{eu}", "orders:{us}"]
+    assert run(shell, '%rtk_publish --sharded orders:{eu} {"n": 1}') == 1
+    report = run(shell, '%rtk_publish --sharded --count 20 --rate 2000 orders:{us} {"i": i}')
+    assert report.published == 20 and report.receivers == 20
+    # A classic PUBLISH does not reach a sharded subscription (another namespace).
+    run(shell, "%rtk_publish orders:{eu} 2")
+    wait_until(lambda: feed.stats.delivered == 21, 5, "21 sharded messages")
+    df = feed.df
+    assert list(df.columns) == ["time", "channel", "pattern", "data", "size", "kind", "node"]
+    assert set(df["kind"]) == {"sharded"}
+    for channel in ("orders:{eu}", "orders:{us}"):
+        assert set(df[df["channel"] == channel]["node"]) == {_node(lc, channel)}
+    assert [d["i"] for d in df[df["channel"] == "orders:{us}"]["data"]] == list(range(20))
+    header = feed.panel.header.value
+    assert "sharded channels: orders:{eu}, orders:{us}" in header and "moves 0" in header
+
+
+def test_classic_rows_on_a_cluster_say_channel_or_pattern_and_the_node(shell, lc):
+    run(shell, "%%rtk_subscribe news news.* --name feed\n")
+    feed = shell.user_ns["feed"]
+    run(shell, "%rtk_publish news 1")
+    run(shell, "%rtk_publish news.eu 2")
+    wait_until(lambda: feed.stats.delivered == 2, 5, "two classic messages")
+    df = feed.df
+    assert list(df["kind"]) == ["channel", "pattern"]
+    (classic,) = [n for n, s in feed.stats.nodes.items() if s.classic]
+    assert set(df["node"]) == {classic}
+
+
+def test_sharded_publish_on_a_standalone_server(standalone_shell, server):
+    run(standalone_shell, "%%rtk_subscribe --sharded solo --name shard_solo\n")
+    feed = standalone_shell.user_ns["shard_solo"]
+    assert run(standalone_shell, "%rtk_publish --sharded solo 7") == 1
+    assert run(standalone_shell, "%rtk_publish solo 8") == 0  # classic: another namespace
+    wait_until(lambda: feed.stats.delivered == 1, 5, "one message")
+    assert list(feed.df["node"]) == [f"127.0.0.1:{server.port}"]
+    assert list(feed.df["kind"]) == ["sharded"]
+
+
+def test_a_slot_move_shows_in_the_rows_the_panel_and_the_log(shell, lc):
+    channel = "moving:{m}"
+    slot = key_slot(channel.encode())
+    run(shell, f"%%rtk_subscribe --sharded {channel} --name shard_move\n")
+    feed = shell.user_ns["shard_move"]
+    src = lc.slot_owner(slot)
+    dst = next(p for p in lc.masters() if p != src)
+    try:
+        run(shell, f"%rtk_publish --sharded {channel} 'before'")
+        wait_until(lambda: feed.stats.delivered == 1, 5, "the first message")
+        feed.panel.refresh()
+        lc.move_slot(slot, dst)
+        wait_until(lambda: feed.stats.moves == 1, 5, "the move")
+        wait_until(
+            lambda: feed.stats.nodes.get(f"127.0.0.1:{dst}", (0, 0, ()))[2] == (channel,),
+            5,
+            "the channel confirmed on its new node",
+        )
+        feed.panel.refresh()
+        assert run(shell, f"%rtk_publish --sharded {channel} 'after'") == 1
+        wait_until(lambda: feed.stats.delivered == 2, 5, "the message after the move")
+        df = feed.df
+        assert list(df["node"]) == [f"127.0.0.1:{src}", f"127.0.0.1:{dst}"]
+        feed.panel.refresh()
+        header = feed.panel.header.value
+        assert "moves 1" in header and f"127.0.0.1:{dst}" in header
+        gap_ms = feed.stats.max_move_gap_s * 1000
+        assert 0 < gap_ms < 500 and f"longest gap {gap_ms:.1f} ms" in header
+        assert f"{channel} moved 127.0.0.1:{src} \u2192 127.0.0.1:{dst}" in feed.panel.log.value
+    finally:
+        lc.move_slot(slot, src)
+        lc.ready()
