@@ -161,3 +161,64 @@ def test_a_slot_move_shows_in_the_rows_the_panel_and_the_log(shell, lc):
     finally:
         lc.move_slot(slot, src)
         lc.ready()
+
+
+# ---- 2. %rtk shards, 4. the Cluster tab --------------------------------------------------------
+def test_rtk_shards_lists_sharded_channels_with_slot_and_owner(shell, lc):
+    run(shell, "%%rtk_subscribe --sharded orders:{eu} orders:{us} audit --name shard_feed\n")
+    frame = run(shell, "%rtk shards")
+    assert list(frame.columns) == ["channel", "slot", "node", "subscribers"]
+    assert list(frame["channel"]) == ["audit", "orders:{eu}", "orders:{us}"]
+    for row in frame.itertuples(index=False):
+        assert row.slot == key_slot(row.channel.encode())
+        assert row.node == _node(lc, row.channel) and row.subscribers == 1
+    only = run(shell, "%rtk shards orders:*")
+    assert list(only["channel"]) == ["orders:{eu}", "orders:{us}"]
+    with pytest.raises(UsageError, match="usage: %rtk shards"):
+        run(shell, "%rtk shards a b")
+
+
+def test_rtk_shards_on_a_standalone_server(standalone_shell, server):
+    run(standalone_shell, "%%rtk_subscribe --sharded solo --name shard_solo\n")
+    frame = run(standalone_shell, "%rtk shards")
+    assert frame.to_dict("records") == [
+        {
+            "channel": "solo",
+            "slot": key_slot(b"solo"),
+            "node": f"127.0.0.1:{server.port}",
+            "subscribers": 1,
+        }
+    ]
+
+
+def test_cluster_tab_shows_nodes_channels_and_moves(shell, lc):
+    channel = "tab:{t}"
+    slot = key_slot(channel.encode())
+    run(shell, f"%%rtk_subscribe --sharded {channel} --name shard_tab\n")
+    dash = run(shell, "%rtk panel")
+    tabs = dash.tabs
+    assert tabs.get_title(len(tabs.children) - 1) == "Cluster"
+    tab = dash.cluster
+    nodes = tab.nodes.value
+    for port in lc.masters():
+        assert f"127.0.0.1:{port}" in nodes
+    assert nodes.count("<td>master</td>") == 3 and nodes.count("<td>replica</td>") == 3
+    assert "0-" in nodes  # slot ranges
+    src = lc.slot_owner(slot)
+    assert f"<td>{channel}</td><td>{slot}</td><td>127.0.0.1:{src}</td>" in tab.channels.value
+    assert "shard_tab</code>: 0 move(s)" in tab.moves.value
+    dst = next(p for p in lc.masters() if p != src)
+    feed = shell.user_ns["shard_tab"]
+    try:
+        lc.move_slot(slot, dst)
+        wait_until(lambda: feed.stats.moves == 1 and feed.stats.connected, 5, "the move")
+        wait_until(lambda: channel in feed.stats.nodes.get(f"127.0.0.1:{dst}", (0, 0, ()))[2])
+        tab._map_at = 0.0  # read the slot map now, not in up to 2 s
+        tab.refresh()
+        assert f"<td>127.0.0.1:{dst}</td>" in tab.channels.value
+        assert "shard_tab</code>: 1 move(s)" in tab.moves.value
+        assert f"{channel} 127.0.0.1:{src} \u2192 127.0.0.1:{dst}" in tab.moves.value
+    finally:
+        dash.close()
+        lc.move_slot(slot, src)
+        lc.ready()

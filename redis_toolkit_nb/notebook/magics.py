@@ -241,7 +241,8 @@ class RtkMagics(Magics):
     @line_magic
     @_usage_errors
     def rtk(self, line: str) -> Any:
-        """%rtk channels [PATTERN] | numsub CHANNEL... | numpat | subs | stop NAME|--all | panel"""
+        """%rtk channels [PATTERN] | shards [PATTERN] | numsub CHANNEL... | numpat | subs |
+        stop NAME|--all | panel"""
         tokens = parsing.split_line(line, "%rtk")
         if not tokens or tokens[0] not in SUBCOMMANDS:
             raise UsageError(f"usage: %rtk {{{'|'.join(SUBCOMMANDS)}}} ...")
@@ -270,6 +271,15 @@ def _channels(m: RtkMagics, args: list[str]) -> list[str]:
     m._ensure_connected()
     found = m.state.toolkit.client.pubsub_channels(args[0] if args else "*")
     return sorted(_decode(c) for c in found)
+
+
+def _shards(m: RtkMagics, args: list[str]) -> Any:
+    if len(args) > 1:
+        raise UsageError("usage: %rtk shards [PATTERN]")
+    m._ensure_connected()
+    from .cluster_tab import shards_frame
+
+    return shards_frame(m.state.toolkit, args[0] if args else "*")
 
 
 def _numsub(m: RtkMagics, args: list[str]) -> dict[str, int]:
@@ -319,6 +329,7 @@ def _panel(m: RtkMagics, args: list[str]) -> Any:
 
 SUBCOMMANDS: dict[str, Callable[[RtkMagics, list[str]], Any]] = {
     "channels": _channels,
+    "shards": _shards,
     "numsub": _numsub,
     "numpat": _numpat,
     "subs": _subs,
