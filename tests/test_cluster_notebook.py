@@ -4,6 +4,12 @@ cluster per engine (``cluster_support``)."""
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import time
+
 import pytest
 from cluster_support import LoopbackCluster, cluster_cli
 from conftest import ENGINES, _binary, wait_until
@@ -11,6 +17,9 @@ from IPython import get_ipython
 from IPython.core.error import UsageError
 from IPython.testing.globalipapp import start_ipython
 from redis.crc import key_slot
+
+from redis_toolkit_nb import RedisToolkit
+from redis_toolkit_nb.embedded import answers, start_cluster
 
 pd = pytest.importorskip("pandas")
 
@@ -222,3 +231,95 @@ def test_cluster_tab_shows_nodes_channels_and_moves(shell, lc):
         dash.close()
         lc.move_slot(slot, src)
         lc.ready()
+
+
+# ---- 3. the embedded cluster ------------------------------------------------------------------
+OWNER = """
+import sys, time
+from redis_toolkit_nb.embedded import start_cluster
+cluster = start_cluster(masters=3)
+print(" ".join(str(n.pid) for n in cluster.nodes), flush=True)
+time.sleep(120)
+"""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with open(f"/proc/{pid}/stat") as fh:  # a zombie is gone for our purpose
+        return fh.read().split(")")[-1].split()[0] != "Z"
+
+
+def test_start_cluster_serves_sharded_pubsub_and_moves_a_slot(no_thread_leaks):
+    started = time.monotonic()
+    cluster = start_cluster(masters=3)
+    rec: list[tuple[str, object]] = []
+    tk = pub = None
+    try:
+        took = time.monotonic() - started
+        assert took < 10, f"start_cluster took {took:.1f} s"
+        assert len(cluster.nodes) == 3 and len(cluster.masters()) == 3
+        assert cluster.url == f"redis://127.0.0.1:{cluster.masters()[0]}/0"
+        tk = RedisToolkit(
+            url=cluster.url,
+            sharded_channels=["orders:{eu}", "orders:{us}"],
+            message_handler=lambda c, d: rec.append((c, d)),
+        )
+        pub = RedisToolkit(url=cluster.url)
+        assert pub.cluster is not None and len(pub.cluster.map.masters) == 3
+        assert pub.publisher("orders:{eu}", 1, sharded=True) == 1
+        src = cluster.owner("orders:{eu}")
+        dst = next(p for p in cluster.masters() if p != src)
+        assert cluster.move_slot("orders:{eu}", to=dst) == src
+        assert cluster.owner("orders:{eu}") == dst
+        wait_until(lambda: tk.stats.moves == 1 and tk.stats.connected, 5, "the move")
+        assert pub.publisher("orders:{eu}", 2, sharded=True) == 1
+        wait_until(lambda: len(rec) == 2, 5, "both messages")
+        assert rec == [("orders:{eu}", 1), ("orders:{eu}", 2)]
+    finally:
+        for t in (tk, pub):
+            if t is not None:
+                t.cleanup()
+        cluster.stop()
+    assert not any(n.running for n in cluster.nodes)
+    assert all(not answers("127.0.0.1", p) for p in cluster.ports)
+
+
+def test_embedded_cluster_stops_when_its_owner_is_sigkilled():
+    owner = subprocess.Popen([sys.executable, "-c", OWNER], stdout=subprocess.PIPE, text=True)
+    try:
+        pids = [int(p) for p in owner.stdout.readline().split()]
+        assert len(pids) == 3 and all(_alive(p) for p in pids)
+        owner.send_signal(signal.SIGKILL)
+        owner.wait(10)
+        assert owner.returncode == -signal.SIGKILL  # no atexit ran
+        wait_until(lambda: not any(_alive(p) for p in pids), 10, "the orphaned nodes to stop")
+    finally:
+        if owner.poll() is None:
+            owner.kill()
+        owner.stdout.close()
+
+
+def test_rtk_connect_embedded_cluster(ip, monkeypatch, capsys):
+    _shell(ip, monkeypatch, "redis://127.0.0.1:1/0")  # never used: the magic says where
+    try:
+        cluster = run(ip, "%rtk_connect --embedded-cluster")
+        out = capsys.readouterr().out
+        assert f"connected to {cluster.url}" in out and "3 masters x 0 replicas" in out
+        assert run(ip, "%rtk_connect --embedded-cluster") is cluster  # started once
+        run(ip, "%%rtk_subscribe --sharded news:{a} news:{b} --name shard_emb\n")
+        feed = ip.user_ns["shard_emb"]
+        run(ip, "%rtk_publish --sharded --count 10 news:{a} i")
+        run(ip, "%rtk_publish --sharded --count 10 news:{b} i")
+        wait_until(lambda: feed.stats.delivered == 20, 5, "20 messages")
+        nodes = set(feed.df["node"])
+        assert nodes == {f"127.0.0.1:{cluster.owner(c)}" for c in ("news:{a}", "news:{b}")}
+        with pytest.raises(UsageError, match="usage: %rtk_connect --embedded-cluster"):
+            run(ip, "%rtk_connect --embedded-cluster redis://x")
+        with pytest.raises(UsageError, match="go with --embedded-cluster"):
+            run(ip, "%rtk_connect --replicas 1")
+    finally:
+        _unload(ip)
+    assert not any(n.running for n in cluster.nodes), "unloading stops the embedded cluster"

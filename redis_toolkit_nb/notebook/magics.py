@@ -121,12 +121,43 @@ class RtkMagics(Magics):
     # ---- %rtk_connect ------------------------------------------------------------------------
     @line_magic
     @_usage_errors
-    def rtk_connect(self, line: str) -> None:
-        """%rtk_connect [URL] — (re)connect; show the masked URL, server name and version."""
-        args = parsing.split_line(line, "%rtk_connect")
-        if len(args) > 1:
-            raise UsageError("usage: %rtk_connect [URL]")
-        print(_describe(self.state.connect(args[0] if args else None)))
+    @magic_arguments(name="rtk_connect")
+    @argument("url", nargs="?", default=None, metavar="URL")
+    @argument(
+        "--embedded-cluster",
+        action="store_true",
+        dest="cluster",
+        help="start a private Redis Cluster of the bundled Valkey on loopback (once; it stops "
+        "with the kernel) and connect to it; returns it (move_slot, failover, stop)",
+    )
+    @argument("--masters", type=parsing.positive_int, default=3, metavar="N", help="(default 3)")
+    @argument(
+        "--replicas",
+        type=int,
+        default=0,
+        metavar="N",
+        help="replicas per master (default 0; 1 to demonstrate a failover)",
+    )
+    def rtk_connect(self, line: str) -> Any:
+        """(Re)connect to URL (default: $REDIS_URL, else localhost, else the embedded server);
+        show the masked URL, server name and version."""
+        args = parsing.parse_magic_args(RtkMagics.rtk_connect, line, "%rtk_connect")
+        if not args.cluster:
+            if "--masters" in line or "--replicas" in line:
+                raise UsageError("%rtk_connect: --masters/--replicas go with --embedded-cluster")
+            print(_describe(self.state.connect(args.url)))
+            return None
+        if args.url is not None or args.replicas < 0:
+            raise UsageError(
+                "usage: %rtk_connect --embedded-cluster [--masters N] [--replicas N] (no URL)"
+            )
+        cluster = self.state.connect_embedded_cluster(args.masters, args.replicas)
+        info = self.state.server_info()
+        print(
+            f"{_describe(info)}: an embedded cluster of {args.masters} masters x "
+            f"{args.replicas} replicas (nodes {', '.join(str(p) for p in cluster.ports)})"
+        )
+        return cluster
 
     # ---- %rtk_publish ------------------------------------------------------------------------
     @no_var_expand
