@@ -20,6 +20,7 @@ EXPECTED = {
     "task_queue",
     "dashboard",
     "exploring_traffic",
+    "scaling_out",
 }
 PATHS = sorted(NOTEBOOKS_DIR.glob("*.ipynb"))
 
@@ -85,6 +86,16 @@ def test_waits_poll_to_a_deadline(path: Path) -> None:
 
 @pytest.mark.parametrize("path", PATHS, ids=[p.stem for p in PATHS])
 def test_notebook_matches_its_generator(path: Path) -> None:
+    source = path.with_suffix(".py")
+    if source.exists():  # a jupytext percent file (notebook_convention.md): same cells
+        import jupytext
+
+        cells = [(c.cell_type, c.source) for c in jupytext.read(source).cells]
+        nb = nbformat.read(path, as_version=4)
+        assert cells == [(c.cell_type, c.source) for c in nb.cells], (
+            f"{path.name} differs from {source.name}: run `jupytext --to ipynb {source}`"
+        )
+        return
     expected = _builder().render(path.stem)
     assert path.read_text(encoding="utf-8") == expected, (
         f"{path.name} differs from notebooks/_build.py: edit the cells there and run "

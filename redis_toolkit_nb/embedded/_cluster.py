@@ -208,16 +208,21 @@ class EmbeddedCluster:
 
     def wait_ready(self, timeout: float = 30.0) -> None:
         """Wait until every running node says ``cluster_state:ok`` with the same slot map of
-        ``masters`` masters, and every replica's link to its master is up."""
+        ``masters`` masters, has a bus link to every other running node, and every replica's
+        link to its master is up."""
         self._until(self._ready, timeout, "become ready")
 
     def _ready(self) -> bool:
         maps = set()
-        for node in self.nodes:
-            if not node.running:
-                continue
+        running = [n for n in self.nodes if n.running]
+        for node in running:
             with self.client(node.port) as c:
                 if c.execute_command("CLUSTER INFO").get("cluster_state") != "ok":
+                    return False
+                # Every bus link up: a message to a node whose link is down is not sent.
+                view = c.execute_command("CLUSTER NODES").values()
+                linked = [i for i in view if i.get("connected") and "fail" not in i["flags"]]
+                if len(linked) < len(running):
                     return False
                 slots = c.execute_command("CLUSTER SLOTS")
                 maps.add(tuple(sorted((int(s), int(e), int(m[1])) for s, e, m, *_ in slots)))

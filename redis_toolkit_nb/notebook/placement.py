@@ -3,10 +3,10 @@ the moves the Cluster tab lists.
 
 Redis does not say which connection a message came in on, and the core's buffer keeps the
 message only; the core's ``stats.nodes`` says where each sharded channel is confirmed *now*.
-``Placement`` samples it (each panel tick and each read of ``df``, so every 0.25 s while the
-panel refreshes) and keeps each channel's homes with the time they were first seen there: a
-row is given the home its channel had at its arrival time. A message read just after a move
-and before the next sample is shown on the new node only from that sample on.
+``Placement`` samples it (each panel tick, each read of ``df`` or ``stats``: every 0.25 s
+while the panel refreshes) and keeps each channel's homes with the time they were first seen
+there: a row is given the home its channel had at its arrival time. A message read just after
+a move and before the next sample is shown on the old node.
 """
 
 from __future__ import annotations

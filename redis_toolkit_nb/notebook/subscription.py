@@ -178,8 +178,12 @@ class Subscription:
 
     @property
     def stats(self) -> SubscriberStats:
-        """received, delivered, dropped, handler_errors, decode_errors, reconnects, rate, ..."""
-        return self.subscriber.stats
+        """received, delivered, dropped, handler_errors, decode_errors, reconnects, rate, ...
+        (each read also samples where the channels are read from: see ``placement``)"""
+        stats = self.subscriber.stats
+        if self.running:
+            self.placement.observe(stats.nodes)
+        return stats
 
     @property
     def channels(self) -> list[str]:
