@@ -114,6 +114,8 @@ def test_sharded_magics_say_kind_and_node(shell, lc):
     assert [d["i"] for d in df[df["channel"] == "orders:{us}"]["data"]] == list(range(20))
     header = feed.panel.header.value
     assert "sharded channels: orders:{eu}, orders:{us}" in header and "moves 0" in header
+    subs = run(shell, "%rtk subs")
+    assert subs.set_index("name").loc["shard_feed", "subscribed"] == "orders:{eu}, orders:{us}"
 
 
 def test_classic_rows_on_a_cluster_say_channel_or_pattern_and_the_node(shell, lc):
@@ -261,6 +263,15 @@ def test_start_cluster_serves_sharded_pubsub_and_moves_a_slot(no_thread_leaks):
         took = time.monotonic() - started
         assert took < 10, f"start_cluster took {took:.1f} s"
         assert len(cluster.nodes) == 3 and len(cluster.masters()) == 3
+        # Ready means every bus link is up: a PUBLISH right away reaches both other masters.
+        first = cluster.masters()[0]
+        with cluster.client(first) as c:
+            pipe = c.pipeline(transaction=False)
+            for i in range(100):
+                pipe.publish("bus", i)
+            pipe.execute()
+            info = c.execute_command("CLUSTER INFO")
+        assert int(info["cluster_stats_messages_publish_sent"]) == 200
         assert cluster.url == f"redis://127.0.0.1:{cluster.masters()[0]}/0"
         tk = RedisToolkit(
             url=cluster.url,
