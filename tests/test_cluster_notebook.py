@@ -334,3 +334,22 @@ def test_rtk_connect_embedded_cluster(ip, monkeypatch, capsys):
     finally:
         _unload(ip)
     assert not any(n.running for n in cluster.nodes), "unloading stops the embedded cluster"
+
+
+def test_cluster_tab_never_connects_on_its_own(ip, lc, monkeypatch):
+    """The tab refreshes on a background thread: it reads the notebook's connection, and
+    never opens one (after %unload_ext, or before the first magic connected)."""
+    from redis_toolkit_nb.notebook.cluster_tab import ClusterTab
+    from redis_toolkit_nb.notebook.state import NotebookState
+
+    state = NotebookState({}, default_url=lambda: lc.url)
+    tab = ClusterTab(state)
+    try:
+        tab.refresh()
+        assert state._toolkit is None and "not connected yet" in tab.nodes.value
+        state.connect()
+        tab.refresh()
+        assert tab.nodes.value.count("<td>master</td>") == 3
+    finally:
+        tab.close()
+        state.close()

@@ -166,8 +166,14 @@ class ClusterTab:
             nodes = self.nodes.value
             if now - self._map_at >= MAP_EVERY or not nodes:
                 self._map_at = now
+                # Never connect from here (a background thread): only read a live connection.
+                tk = self.state._toolkit
                 try:
-                    nodes = _table(nodes_frame(self.state.toolkit), "no nodes")
+                    if tk is None:
+                        nodes = "<i>not connected yet</i>"
+                        self._map_at = 0.0  # look again next tick
+                    else:
+                        nodes = _table(nodes_frame(tk), "no nodes")
                 except (ToolkitError, redis.RedisError, OSError) as exc:
                     nodes = f'<span style="color:#c00">{escape(str(exc))}</span>'
             subs = [s for s in self.state.subscriptions.values() if getattr(s, "sharded", False)]
