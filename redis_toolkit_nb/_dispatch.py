@@ -332,15 +332,21 @@ class Dispatcher:
         handler = self._handler
         on_message = self._on_message
         by_channel = self.by_channel
+        raw = mode == "raw"
+        keep = buffer_append is not None or on_message is not None
         delivered = 0
         failed = 0
         broke = False
+        # Messages per channel are counted in runs (a batch is mostly one channel): one
+        # identity test per message instead of a dict update.
+        run_channel: Any = None
+        run = 0
         for reply in batch:
             if len(reply) == 3:
-                cb, payload = reply[1], reply[2]
+                _, cb, payload = reply
                 pattern = None
             else:
-                pb, cb, payload = reply[1], reply[2], reply[3]
+                _, pb, cb, payload = reply
                 pattern = names.get(pb)
                 if pattern is None:
                     pattern = self._name(pb)
@@ -351,7 +357,7 @@ class Dispatcher:
             if pattern is not None:
                 link = (pattern, channel)
                 self.by_link[link] = self.by_link.get(link, 0) + 1
-            if mode == "raw":
+            if raw:
                 data = payload
             else:
                 try:
@@ -374,8 +380,12 @@ class Dispatcher:
             if self._halted:
                 break
             delivered += 1
-            by_channel[channel] = by_channel.get(channel, 0) + 1
-            if buffer_append is not None or on_message is not None:
+            if channel is not run_channel:
+                if run:
+                    by_channel[run_channel] = by_channel.get(run_channel, 0) + run
+                run_channel, run = channel, 0
+            run += 1
+            if keep:
                 record = (t, channel, pattern, data, len(payload))
                 if buffer_append is not None:
                     buffer_append(record)
@@ -402,6 +412,8 @@ class Dispatcher:
                     self._handler_failed(t, channel, data, exc, count=not broke)
                     self._stop_on(exc)
                     break
+        if run:
+            by_channel[run_channel] = by_channel.get(run_channel, 0) + run
         return delivered, failed
 
     def _stop_on(self, exc: BaseException) -> None:

@@ -87,6 +87,7 @@ class RedisToolkit:
         message_handler: Callable[[str, Any], Any] | None = None,
         options: RedisOptions | None = None,
         name: str | None = None,
+        sharded_channels: Iterable[str | bytes] | None = None,
         max_workers: int = 4,
     ) -> None:
         if message_handler is not None and inspect.iscoroutinefunction(message_handler):
@@ -102,6 +103,7 @@ class RedisToolkit:
             message_handler=message_handler,
             options=options,
             name=name,
+            sharded_channels=sharded_channels,
         )
         self._executor = ThreadPoolExecutor(max_workers, thread_name_prefix="rtk-aio")
         self._listeners: weakref.WeakSet[Listener] = weakref.WeakSet()

@@ -223,15 +223,23 @@ def subscribe_cells(path: Path) -> list[SubscribeCell]:
 # --------------------------------------------------------------------------------------------
 
 
-def _user_settings(settings_dir: Path) -> None:
+#: JupyterLab's dark theme, as a user setting (``NotebookServer(settings=DARK_THEME)``).
+DARK_THEME = {
+    "@jupyterlab/apputils-extension/themes.jupyterlab-settings": {"theme": "JupyterLab Dark"}
+}
+
+
+def _user_settings(settings_dir: Path, extra: dict[str, dict[str, Any]] | None = None) -> None:
     """Lab settings that keep the page deterministic: no news/update toasts over the screenshot,
-    and every cell in the DOM (windowing would leave off-screen outputs unrendered)."""
-    files = {
+    and every cell in the DOM (windowing would leave off-screen outputs unrendered); ``extra``
+    adds more (file under the settings dir -> its content), e.g. ``DARK_THEME``."""
+    files: dict[str, Any] = {
         "@jupyterlab/apputils-extension/notification.jupyterlab-settings": {
             "fetchNews": "false",
             "checkForUpdates": False,
         },
         "@jupyterlab/notebook-extension/tracker.jupyterlab-settings": {"windowingMode": "none"},
+        **(extra or {}),
     }
     for rel, content in files.items():
         target = settings_dir / rel
@@ -243,7 +251,8 @@ class NotebookServer:
     """A JupyterLab (``kind="lab"``) or Voila (``kind="voila"``) server owned by one test.
 
     ``root`` is the directory it serves (put copies of notebooks there); ``env`` is added to the
-    sandboxed environment the server and its kernels get (``REDIS_URL`` goes here).
+    sandboxed environment the server and its kernels get (``REDIS_URL`` goes here);
+    ``settings`` adds Lab user settings (``DARK_THEME``).
     """
 
     def __init__(
@@ -253,6 +262,7 @@ class NotebookServer:
         sandbox: Path,
         env: dict[str, str] | None = None,
         notebook: str | None = None,
+        settings: dict[str, dict[str, Any]] | None = None,
     ) -> None:
         if kind not in {"lab", "voila"}:
             raise ValueError(kind)
@@ -263,6 +273,7 @@ class NotebookServer:
         self.token = os.urandom(16).hex()
         self.notebook = notebook
         self.extra_env = dict(env or {})
+        self.settings = settings
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = sandbox / f"{kind}-server.log"
         self.started_in: float | None = None
@@ -285,7 +296,7 @@ class NotebookServer:
         }
         for path in dirs.values():
             path.mkdir(parents=True, exist_ok=True)
-        _user_settings(dirs["JUPYTERLAB_SETTINGS_DIR"])
+        _user_settings(dirs["JUPYTERLAB_SETTINGS_DIR"], self.settings)
         # Start from this process's environment minus anything that would point the server or
         # its kernels somewhere else (an ambient REDIS_URL, a user's Jupyter paths).
         env = {

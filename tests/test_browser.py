@@ -22,8 +22,10 @@ from pathlib import Path
 import pytest
 import redis
 from browser_support import (
+    DARK_THEME,
     ROOT,
     NotebookServer,
+    SubscribeCell,
     assert_no_cell_errors,
     assert_widgets_healthy,
     cell,
@@ -272,6 +274,8 @@ def _use_the_dashboard(page, dashboard, panel, subs) -> None:
             15,
             f"the row published from the dashboard ({marker}) in the panel's table",
         )
+    if panel is not None:
+        _use_the_channels_tab(page, dashboard, channel)
     dashboard.locator(".lm-TabBar-tab", has_text="Flows").click()
     flows = dashboard.locator(".rtk-flows")
     poll(
@@ -279,6 +283,32 @@ def _use_the_dashboard(page, dashboard, panel, subs) -> None:
         15,
         "the Flows tab to draw the traffic",
     )
+    if panel is not None:
+        # Rates over a stated window, totals on hover (the SVG <title> the browser shows).
+        titles = flows.locator("path.rtk-flow title").all_text_contents()
+        assert any("deliveries/s now (last 1 s)" in t and "in the last 60 s" in t for t in titles)
+        _assert_dark_on_light(flows.locator("svg.rtk-flows").first, "the Flows chart (light)")
+
+
+def _use_the_channels_tab(page, dashboard, channel: str) -> None:
+    """The Channels tab lists ``channel`` with its rate by itself (no Refresh click), and a
+    click on it fills the Subscribe form."""
+    dashboard.locator(".lm-TabBar-tab", has_text="Channels").click()
+    button = dashboard.locator(
+        "button.jupyter-button", has_text=re.compile(rf"^\s*{re.escape(channel)}\s*$")
+    )
+    poll(lambda: button.count() > 0, 15, f"the Channels tab to list {channel!r} by itself")
+    row = button.first.locator("xpath=..")
+    poll(lambda: "msg/s here" in output_text(row), 15, f"the rate of {channel!r}")
+    button.first.click()
+
+    def field(label: str):
+        return dashboard.locator(
+            ".widget-text", has=page.locator("label", has_text=re.compile(rf"^{label}$"))
+        ).locator("input")
+
+    poll(lambda: field("Channels").input_value() == channel, 10, "the prefilled Channels field")
+    assert field("Name").input_value().startswith("sub_"), field("Name").input_value()
 
 
 def test_quickstart_live_panel_in_lab(browser, private_redis, tmp_path: Path, timed) -> None:
@@ -304,6 +334,7 @@ def test_quickstart_live_panel_in_lab(browser, private_redis, tmp_path: Path, ti
             assert_widgets_healthy(page)
             _publish_and_watch(page, panel, client, subs[0].channel_to_publish())
             assert panel.locator(".rtk-log").count() > 0, "the panel has no .rtk-log"
+            _assert_dark_on_light(panel.locator("svg.rtk-chart").first, "the rate chart (light)")
             assert_widgets_healthy(page)
             if update_screenshots():
                 # For the README: a few seconds of traffic, so the rate chart shows a curve.
@@ -339,6 +370,18 @@ def test_dashboard_in_voila(browser, private_redis, tmp_path: Path, timed) -> No
             )
             assert_widgets_healthy(page)
             assert_no_cell_errors(page)
+            if not subs:
+                # The dashboard subscribes to its session's demo channels, whose random prefix
+                # its demo cell prints ("demo traffic on demo-3fa9c1:* ..."): `shop`, the
+                # first panel, listens to <prefix>:orders.
+                found = poll(
+                    lambda: re.search(
+                        r"demo traffic on (demo-[0-9a-f]{6}):\*", output_text(page.locator("body"))
+                    ),
+                    30,
+                    "the demo traffic's session prefix in the page",
+                )
+                subs = [SubscribeCell(-1, [f"{found.group(1)}:orders"], {"name": "shop"})]
             panel = None
             if subs:
                 panel = page.locator(".jp-OutputArea-output .rtk-panel").first
@@ -349,6 +392,111 @@ def test_dashboard_in_voila(browser, private_redis, tmp_path: Path, timed) -> No
             save_screenshot(page, "dashboard-voila.png")
             save_screenshot(
                 dashboard.first, "dashboard.png", readme_name="dashboard.png", page=page
+            )
+        finally:
+            context.close()
+            client.close()
+    assert not log.page_errors, log.page_errors
+
+
+# The luminance of a CSS colour and the contrast of two (WCAG's formulas), in the page.
+_COLOURS_JS = """(el) => {
+    const rgba = (c) => (c && c.match(/[\\d.]+/g) || []).map(Number);
+    const lum = ([r, g, b]) => [r, g, b].map((v) => {
+        v = v / 255;
+        return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4;
+    }).reduce((sum, v, i) => sum + v * [0.2126, 0.7152, 0.0722][i], 0);
+    let node = el, back = null;
+    while (node && !back) {  // the first ancestor that paints a background
+        const c = rgba(getComputedStyle(node).backgroundColor);
+        if (c.length >= 3 && (c.length === 3 || c[3] > 0)) back = c;
+        node = node.parentElement;
+    }
+    const themeLight = document.body.dataset.jpThemeLight;
+    const texts = [...el.querySelectorAll('text')];
+    const fills = texts.map((t) => rgba(getComputedStyle(t).fill));
+    if (!back || !fills.length || fills.some((f) => f.length < 3)) return {fills, back, themeLight};
+    const lb = lum(back);
+    // Every text, as seen: a translucent colour blends over the background. The worst counts.
+    const seen = fills.map((f) => {
+        const a = f.length > 3 ? f[3] : 1;
+        const lt = lum([0, 1, 2].map((i) => a * f[i] + (1 - a) * back[i]));
+        return {lt, contrast: (Math.max(lt, lb) + 0.05) / (Math.min(lt, lb) + 0.05)};
+    });
+    const worst = seen.reduce((w, s) => (s.contrast < w.contrast ? s : w));
+    return {texts: texts.length, back, background: lb, themeLight,
+            text: Math.min(...seen.map((s) => s.lt)), textMax: Math.max(...seen.map((s) => s.lt)),
+            contrast: worst.contrast};
+}"""
+
+DARK_CELLS = [
+    "%load_ext redis_toolkit_nb",
+    "%%rtk_subscribe dark.* --name feed",
+    "%rtk panel",
+]
+
+
+def _assert_light_on_dark(svg, what: str) -> dict:
+    # The theme's stylesheet loads after the page: wait until it is applied.
+    colours = poll(
+        lambda: (c := svg.evaluate(_COLOURS_JS)).get("themeLight") == "false" and "text" in c and c,
+        20,
+        f"JupyterLab's dark theme applied around {what}",
+    )
+    assert colours["background"] < 0.1, f"{what}: the background is not dark: {colours}"
+    assert colours["text"] > 0.25, f"{what}: some of its text is not light: {colours}"
+    assert colours["contrast"] >= 4.5, f"{what}: text hard to read on its background: {colours}"
+    return colours
+
+
+def _assert_dark_on_light(svg, what: str) -> dict:
+    """The light theme's counterpart of ``_assert_light_on_dark``."""
+    colours = poll(lambda: "text" in (c := svg.evaluate(_COLOURS_JS)) and c, 20, what)
+    assert colours["background"] > 0.7, f"{what}: the background is not light: {colours}"
+    assert colours["textMax"] < 0.35, f"{what}: some of its text is not dark: {colours}"
+    assert colours["contrast"] >= 4.5, f"{what}: text hard to read on its background: {colours}"
+    return colours
+
+
+def test_charts_are_readable_in_the_dark_theme(
+    browser, private_redis, tmp_path: Path, timed
+) -> None:
+    """JupyterLab Dark: the live panel's chart and the dashboard's Flows draw their text in
+    the theme's light colour on its dark background (computed colours, WCAG contrast)."""
+    root = tmp_path / "served"
+    root.mkdir()
+    write_notebook(root / "dark.ipynb", DARK_CELLS)
+    client = redis.Redis.from_url(private_redis.url)
+    env = {"REDIS_URL": private_redis.url}
+    with NotebookServer("lab", root, tmp_path, env=env, settings=DARK_THEME) as server:
+        context, page, log = new_page(browser)
+        try:
+            open_in_lab(page, server, "dark.ipynb")
+            run_all(page)
+            wait_all_executed(page, timeout=60)
+            assert_no_cell_errors(page)
+            panel = cell(page, 1).locator(".jp-OutputArea-output .rtk-panel")
+            poll(lambda: panel.count() > 0, 30, "the live panel")
+            poll(lambda: client.execute_command("PUBSUB", "NUMPAT") >= 1, 20, "the subscriber")
+            dashboard = cell(page, 2).locator(".rtk-dashboard")
+            poll(lambda: dashboard.count() > 0, 30, "the dashboard")
+            dashboard.locator(".lm-TabBar-tab", has_text="Flows").click()
+            # Steady traffic on two channels: chart lines and flow bands to draw.
+            flows = dashboard.locator("svg.rtk-flows path.rtk-flow")
+            chart_line = panel.locator("svg polyline.rtk-series")
+            deadline = time.monotonic() + (8 if update_screenshots() else 3)
+            i = 0
+            while time.monotonic() < deadline or not (chart_line.count() and flows.count() > 1):
+                client.publish("dark.orders" if i % 3 else "dark.payments", json.dumps({"i": i}))
+                i += 1
+                assert i < 5000, "the chart and the flows never drew the traffic"
+                time.sleep(0.01)  # pacing the traffic, not waiting on it
+            _assert_light_on_dark(panel.locator("svg.rtk-chart").first, "the rate chart")
+            _assert_light_on_dark(dashboard.locator("svg.rtk-flows").first, "the Flows chart")
+            assert_widgets_healthy(page)
+            save_screenshot(cell(page, 1), "live-panel-dark.png", page=page)
+            save_screenshot(
+                dashboard.first, "flows-dark.png", readme_name="flows-dark.png", page=page
             )
         finally:
             context.close()

@@ -9,6 +9,7 @@ import threading
 import time
 
 import pytest
+import test_faults
 from cluster_support import LoopbackCluster, cluster_cli
 from conftest import ENGINES, _binary, wait_until
 from redis.crc import key_slot
@@ -17,14 +18,8 @@ from redis_toolkit_nb import RedisToolkit
 from redis_toolkit_nb._subscriptions import SHARD, ReplyError, Subscriptions, by_slot
 
 
-class Recorder:
-    def __init__(self) -> None:
-        self.items: list[tuple[str, object]] = []
-        self.lock = threading.Lock()
-
-    def __call__(self, channel: str, data: object) -> None:
-        with self.lock:
-            self.items.append((channel, data))
+class Recorder(test_faults.Recorder):
+    """test_faults' recorder, read per channel."""
 
     def of(self, channel: str) -> list[object]:
         with self.lock:

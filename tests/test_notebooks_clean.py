@@ -1,13 +1,19 @@
 """The teaching notebooks are committed clean: no outputs, no execution counts, no widget
-state, and exactly what ``notebooks/_build.py`` writes (so a review of the .py is a review of
-the notebooks)."""
+state, and in sync with their jupytext percent source ``notebooks/<name>.py`` (so a review of
+the .py is a review of the notebook).
+
+To change a notebook, edit its ``.py`` and run
+``.venv/bin/jupytext --to ipynb --update notebooks/<name>.py`` (``--update`` keeps the cell ids,
+so the .ipynb diff shows only what changed); or edit the .ipynb in Jupyter, clear its outputs
+and run ``.venv/bin/jupytext --to py:percent notebooks/<name>.ipynb``.
+"""
 
 from __future__ import annotations
 
-import importlib.util
 import re
 from pathlib import Path
 
+import jupytext
 import nbformat
 import pytest
 
@@ -23,18 +29,14 @@ EXPECTED = {
     "scaling_out",
 }
 PATHS = sorted(NOTEBOOKS_DIR.glob("*.ipynb"))
-
-
-def _builder():
-    spec = importlib.util.spec_from_file_location("_notebook_build", NOTEBOOKS_DIR / "_build.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+SOURCES = sorted(NOTEBOOKS_DIR.glob("*.py"))
+UPDATE = "`.venv/bin/jupytext --to ipynb --update notebooks/{stem}.py`"
 
 
 def test_every_teaching_notebook_is_there() -> None:
     assert {p.stem for p in PATHS} == EXPECTED
+    # Each notebook has its text source beside it, and nothing else is a .py there.
+    assert {p.stem for p in SOURCES} == EXPECTED, "notebooks/ holds one <name>.py per notebook"
 
 
 @pytest.mark.parametrize("path", PATHS, ids=[p.stem for p in PATHS])
@@ -48,7 +50,7 @@ def test_notebook_has_no_outputs(path: Path) -> None:
     ]
     assert not dirty, (
         f"{path.name} was saved with outputs ({'; '.join(dirty)}): "
-        "run `.venv/bin/python notebooks/_build.py` to rewrite it clean"
+        f"clear its outputs: {UPDATE.format(stem=path.stem)} rewrites it from its source"
     )
     # Saved widget state is an output too (and can hold message payloads).
     assert "widgets" not in nb.metadata, f"{path.name} carries saved widget state"
@@ -84,20 +86,20 @@ def test_waits_poll_to_a_deadline(path: Path) -> None:
                 assert "#" in line, f"{path.name}: a bare sleep: {line.strip()!r}"
 
 
-@pytest.mark.parametrize("path", PATHS, ids=[p.stem for p in PATHS])
-def test_notebook_matches_its_generator(path: Path) -> None:
-    source = path.with_suffix(".py")
-    if source.exists():  # a jupytext percent file (notebook_convention.md): same cells
-        import jupytext
+def _cells(nb: nbformat.NotebookNode) -> list[tuple[str, str]]:
+    return [(cell.cell_type, cell.source) for cell in nb.cells]
 
-        cells = [(c.cell_type, c.source) for c in jupytext.read(source).cells]
-        nb = nbformat.read(path, as_version=4)
-        assert cells == [(c.cell_type, c.source) for c in nb.cells], (
-            f"{path.name} differs from {source.name}: run `jupytext --to ipynb {source}`"
-        )
-        return
-    expected = _builder().render(path.stem)
-    assert path.read_text(encoding="utf-8") == expected, (
-        f"{path.name} differs from notebooks/_build.py: edit the cells there and run "
-        "`.venv/bin/python notebooks/_build.py`"
+
+@pytest.mark.parametrize("path", PATHS, ids=[p.stem for p in PATHS])
+def test_notebook_is_in_sync_with_its_source(path: Path) -> None:
+    source = path.with_suffix(".py")
+    text = source.read_text(encoding="utf-8")
+    # The percent format: one `# %%` line per cell, reviewable and diffable as Python.
+    assert "format_name: percent" in text, f"{source.name} is not a jupytext percent file"
+    from_text = jupytext.reads(text, fmt="py:percent")
+    committed = nbformat.read(path, as_version=4)
+    assert _cells(committed) == _cells(from_text), (
+        f"{path.name} and {source.name} differ: after editing {source.name} run "
+        f"{UPDATE.format(stem=path.stem)}"
     )
+    assert committed.metadata.get("kernelspec", {}).get("name") == "python3"

@@ -227,11 +227,18 @@ def check_task_queue(run: Run) -> None:
 def check_dashboard(run: Run) -> None:
     s = run.summary
     assert s["shop_received"] >= 10 and s["sensors_received"] >= 10
+    # The demo traffic is this session's: every channel carries its random prefix.
+    prefix = s["prefix"]
+    assert re.fullmatch(r"demo-[0-9a-f]{6}", prefix), prefix
+    assert s["only_own_channels"] is True
     # PUBSUB CHANNELS and NUMSUB see the channel subscribers only, not the pattern.
-    assert run.text(run.cell("wait_for(")).strip() == "['orders', 'payments']"
-    assert "'sensors:temp': 0" in run.text(run.cell("%rtk numsub"))
-    assert set(s["shop_channels"]) == {"orders", "payments"}
-    assert s["sensor_patterns"] == ["sensors:*"]
+    expected = str([f"{prefix}:orders", f"{prefix}:payments"])
+    assert run.text(run.cell("wait_for(")).strip() == expected
+    assert f"'{prefix}:sensors:temp': 0" in run.text(run.cell("%rtk numsub"))
+    assert set(s["shop_channels"]) == {f"{prefix}:orders", f"{prefix}:payments"}
+    assert s["sensor_patterns"] == [f"{prefix}:sensors:*"]
+    # Bounded: at most 5 minutes and 12,000 messages; still running at the check.
+    assert s["bounds"] == [300, 12_000]
     assert s["traffic_running"] is True
     assert WIDGET in run.mimetypes(run.cell("%rtk panel"))
     assert run.calls.get("publish", 0) >= 20
@@ -239,6 +246,9 @@ def check_dashboard(run: Run) -> None:
 
 def check_exploring_traffic(run: Run) -> None:
     s = run.summary
+    # The demo traffic is this session's: every captured channel carries its random prefix.
+    assert re.fullmatch(r"demo-[0-9a-f]{6}", s["prefix"]), s["prefix"]
+    assert s["only_own_channels"] is True
     assert s["sent"] == {"sensors:temp": 500, "sensors:humidity": 80, "orders": 19}
     assert s["rows"] == 599
     assert s["by_channel"] == s["sent"]
@@ -337,13 +347,18 @@ def _isolated_kernel(tmp_path: Path) -> KernelManager:
 
 
 def _server_processes(port: str) -> list[str]:
-    """Command lines of live processes serving 127.0.0.1:``port`` (read from /proc; the
-    servers set their process title to ``<binary> 127.0.0.1:<port>``)."""
+    """Command lines of live processes serving 127.0.0.1:``port`` in a network namespace
+    other than this test's (the isolated kernel's: the same port number can be in use here,
+    by the test suite's own cluster nodes for one). Read from /proc; the servers set their
+    process title to ``<binary> 127.0.0.1:<port>``."""
+    own = os.readlink("/proc/self/ns/net")
     found = []
     needle = f"127.0.0.1:{port}".encode()
     for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
         try:
             text = cmdline.read_bytes()
+            if os.readlink(cmdline.parent / "ns" / "net") == own:
+                continue
         except OSError:
             continue
         if needle in text and b"-server" in text:
@@ -387,3 +402,118 @@ def test_quickstart_without_any_redis_uses_the_embedded_server(tmp_path: Path) -
         time.sleep(0.05)
     assert not _server_processes(port), "the embedded server outlived its kernel"
     assert run.seconds < 45
+
+
+# ---- the dashboard's demo traffic: per session, bounded, gone with its kernel ---------------
+
+
+class DemoKernel:
+    """A kernel that ran the dashboard notebook up to its two subscriptions (the demo traffic
+    runs), driven cell by cell; the test owns the kernel and shuts it down itself."""
+
+    def __init__(self, url: str, workdir: Path) -> None:
+        self.nb = nbformat.read(NOTEBOOKS_DIR / "dashboard.ipynb", as_version=4)
+        workdir.mkdir()
+        self.km = KernelManager(kernel_name="python3")
+        self.client = _notebook_client(self.nb, workdir, km=self.km)
+        self._context = self.client.setup_kernel(env=_kernel_env(url))
+
+    def __enter__(self) -> DemoKernel:
+        self._context.__enter__()
+        for index, cell in enumerate(self.nb.cells):
+            if cell.cell_type == "code":
+                self.client.execute_cell(cell, index)
+                if "--name sensors" in cell.source:
+                    return self
+        raise AssertionError("the dashboard notebook has no `sensors` subscription")
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            self._context.__exit__(None, None, None)
+        finally:
+            if self.km.has_kernel:
+                self.km.shutdown_kernel(now=False)
+
+    def eval(self, expression: str) -> Any:
+        """The JSON value of ``expression`` evaluated in the kernel."""
+        cell = nbformat.v4.new_code_cell(f"import json\nprint(json.dumps({expression}))")
+        self.nb.cells.append(cell)
+        self.client.execute_cell(cell, len(self.nb.cells) - 1)
+        text = "".join(o.text for o in cell.outputs if o.output_type == "stream")
+        return json.loads(text.strip().splitlines()[-1])
+
+
+def _heard(watcher: redis.client.PubSub, seconds: float) -> list[str]:
+    """The channels of every message ``watcher`` receives during ``seconds``."""
+    channels = []
+    deadline = time.monotonic() + seconds
+    while (left := deadline - time.monotonic()) > 0:
+        message = watcher.get_message(timeout=min(left, 0.1))
+        if message and message["type"] == "pmessage":
+            channels.append(message["channel"].decode())
+    return channels
+
+
+@pytest.mark.slow
+def test_demo_traffic_is_per_session_bounded_and_dies_with_its_kernel(tmp_path: Path) -> None:
+    """Two sessions of the dashboard on one server (Binder's shared server): each publishes
+    under its own prefix and sees only its own traffic; one kernel's shutdown stops its
+    traffic while the other's goes on; the generator stops at its message and time bounds."""
+    engine = _engine()
+    with RedisServer(engine) if engine else RedisServer() as server:
+        outside = redis.Redis.from_url(server.url)
+        watcher = outside.pubsub()
+        watcher.psubscribe("*")
+        try:
+            with (
+                DemoKernel(server.url, tmp_path / "a") as a,
+                DemoKernel(server.url, tmp_path / "b") as b,
+            ):
+                pa, pb = a.eval("PREFIX"), b.eval("PREFIX")
+                assert re.fullmatch(r"demo-[0-9a-f]{6}", pa) and re.fullmatch(
+                    r"demo-[0-9a-f]{6}", pb
+                ), (pa, pb)
+                assert pa != pb
+                # The notebook's bounds are the generator's defaults.
+                assert a.eval("list(demo_traffic.__defaults__)") == [40.0, 300, 12_000]
+                # Each session's subscriptions hear its own traffic, never the other's.
+                seen = (
+                    "sorted({c.split(':')[0] for c in "
+                    "[*shop.stats.by_channel, *sensors.stats.by_channel]})"
+                )
+                for kernel, prefix in ((a, pa), (b, pb)):
+                    kernel.eval(
+                        "wait_for(lambda: shop.stats.delivered >= 3 and "
+                        "sensors.stats.delivered >= 3, timeout=20, what='demo traffic')"
+                    )
+                    assert kernel.eval(seen) == [prefix]
+                # Everything published on the server is under one of the two prefixes.
+                heard = _heard(watcher, 1.0)
+                assert {c.split(":")[0] for c in heard} == {pa, pb}, sorted(set(heard))
+
+                # Shut kernel A down as Jupyter does: its traffic stops, B's goes on.
+                a.km.shutdown_kernel(now=False)
+                assert not a.km.is_alive()
+                _heard(watcher, 0.2)  # what was already on its way
+                after = _heard(watcher, 1.5)
+                assert not [c for c in after if c.startswith(f"{pa}:")], "A outlived its kernel"
+                assert len([c for c in after if c.startswith(f"{pb}:")]) >= 10, "B stopped too"
+
+                # stop_traffic stops the background thread at once.
+                b.eval("stop_traffic.set() or traffic.join(2) or 0")
+                assert b.eval("[traffic.is_alive(), demo['ended']]") == [False, "stopped"]
+                _heard(watcher, 0.2)
+                # The message bound: exactly max_messages, then it returns by itself.
+                b.eval("stop_traffic.clear() or demo_traffic(rate=500, max_messages=25)")
+                assert b.eval("[demo['sent'], demo['ended']]") == [25, "bound reached"]
+                assert len(_heard(watcher, 0.3)) == 25
+                # The time bound: it returns after `seconds`, whatever the message bound.
+                took = b.eval(
+                    "(lambda t0: [demo_traffic(rate=50, seconds=1.0), time.monotonic() - t0])"
+                    "(time.monotonic())"
+                )
+                assert 1.0 <= took[1] < 3.0, took
+                assert 0 < took[0] <= 51 and b.eval("demo['ended']") == "bound reached"
+        finally:
+            watcher.close()
+            outside.close()

@@ -11,7 +11,7 @@ from conftest import wait_until
 pytest.importorskip("ipywidgets")
 
 from redis_toolkit_nb.notebook import charts  # noqa: E402
-from redis_toolkit_nb.notebook.dashboard import Dashboard, flow_links  # noqa: E402
+from redis_toolkit_nb.notebook.dashboard import Dashboard  # noqa: E402
 from redis_toolkit_nb.notebook.rates import OTHER, Traffic  # noqa: E402
 from redis_toolkit_nb.notebook.refresher import REFRESHER  # noqa: E402
 from redis_toolkit_nb.notebook.state import NotebookState  # noqa: E402
@@ -156,7 +156,11 @@ def test_traffic_now_and_the_minute_chart():
 def test_charts_are_drawn_svg():
     svg = charts.rate_chart({"a": [0, 5, 10], "b": [1, 1, 1]})
     assert svg.startswith("<svg") and svg.count("<polyline") == 2
-    flows = charts.flows_chart([("s: p.*", "p.one", 10), ("s: p.*", "p.two", 2)])
+    from redis_toolkit_nb.notebook.flows import FlowLink
+
+    flows = charts.flows_chart(
+        [FlowLink("s: p.*", "p.one", 10, 50), FlowLink("s: p.*", "p.two", 2, 9)]
+    )
     assert flows.count('class="rtk-flow"') == 2 and "p.two" in flows
     assert "no traffic yet" in charts.flows_chart([])
 
@@ -180,38 +184,26 @@ def test_dashboard_tabs(state, admin):
         assert "1 receiver(s)" in dash.pub_result.value
         wait_until(lambda: sub.stats.delivered == 1, 5, "the dashboard's message")
         assert sub.df["data"].iloc[0] == {"hello": "world"}
-        # Channels: a plain subscription shows up; clicking its button subscribes to it.
+        # Channels: a plain subscription shows up; clicking it fills the Subscribe form.
         state.subscribe(["dash.listed"], name="other")
         rows = dash.list_channels()
         assert ("dash.listed", 1) in rows and "NUMPAT" in dash.ch_summary.value
-        button = next(
-            hb.children[0]
-            for hb in dash.ch_list.children
-            if hb.children[0].description == "dash.listed"
-        )
-        button.click()
-        assert "sub_dash_listed" in state.subscriptions and dash.tabs.selected_index == 1
+        _channel_button(dash, "dash.listed").click()
+        assert dash.tabs.selected_index == 1 and dash.sub_names.value == "dash.listed"
+        dash.sub_button.click()
+        assert "sub_dash_listed" in state.subscriptions
         # Flows: pattern -> channel drawn with its traffic.
         dash.refresh()
         assert 'data-source="feed: dash.*"' in dash.flows.value
         assert 'data-channel="dash.x"' in dash.flows.value
-        assert ("feed: dash.*", "dash.x", 1) in flow_links([sub])
     finally:
         dash.close()
 
 
-def test_flows_count_a_doubly_delivered_message_once_per_link(state, admin):
-    """Subscribed to a channel and a pattern matching it, a client gets each message twice
-    (Redis' rule): the flows show one message on each link, not two on both."""
-    sub = state.subscribe(["ov.a", "ov.*"], name="feed")
-    assert admin.publish("ov.a", "1") == 2  # one subscriber, two deliveries
-    assert admin.publish("ov.b", "2") == 1
-    wait_until(lambda: sub.stats.delivered == 3, 5, "three deliveries")
-    assert sorted(flow_links([sub])) == [
-        ("feed: ov.*", "ov.a", 1),
-        ("feed: ov.*", "ov.b", 1),
-        ("feed: ov.a", "ov.a", 1),
-    ]
+def _channel_button(dash, name):
+    return next(
+        hb.children[0] for hb in dash.ch_list.children if hb.children[0].description == name
+    )
 
 
 def test_dashboard_publish_error_is_shown_inline(server):
@@ -377,3 +369,197 @@ def test_paging_back_through_the_buffer_and_the_log(state, admin):
     for _ in range(6):
         panel.newer_button.click()
     assert "{&quot;n&quot;:109}" in panel.table.value and "newest" in panel.page_label.value
+
+
+# ---- Flows: rates over a stated window, a stable layout, messages vs deliveries, a cap ------
+
+
+def test_flows_are_rates_with_distinct_messages_and_deliveries_apart(state, admin):
+    """A channel subscribed by its name and a matching pattern in one subscription, and by a
+    second subscription: each message is delivered three times. The bands carry deliveries
+    per second now (the window is stated), the channel box the distinct messages, totals are
+    on hover."""
+    from redis_toolkit_nb.notebook.flows import observe
+
+    feed = state.subscribe(["ov.a", "ov.*"], name="feed")
+    other = state.subscribe(["ov.a"], name="other")
+    dash = Dashboard(state)
+    try:
+        for _ in range(20):
+            assert admin.publish("ov.a", "1") == 3  # two connections, three deliveries
+        admin.publish("ov.b", "2")
+        wait_until(lambda: feed.stats.delivered == 41 and other.stats.delivered == 20, 5, "all")
+        flows = observe([feed, other])
+        by_link = {(lk.source, lk.channel): lk.rate for lk in flows.links}
+        assert set(by_link) == {
+            ("feed: ov.a", "ov.a"),
+            ("feed: ov.*", "ov.a"),
+            ("feed: ov.*", "ov.b"),
+            ("other: ov.a", "ov.a"),
+        }
+        # Every link of one subscription on ov.a carries each of its messages once (the two
+        # subscriptions measure "now" over their own last second: close, not equal).
+        assert by_link[("feed: ov.a", "ov.a")] == by_link[("feed: ov.*", "ov.a")] > 0
+        assert by_link[("other: ov.a", "ov.a")] > 0
+        distinct, deliveries, links = flows.channel_rates()["ov.a"]
+        assert links == 3 and deliveries == pytest.approx(3 * distinct) and distinct > 0
+        assert flows.window == 1.0 and flows.delivered == {"feed": 41, "other": 20}
+
+        # Over complete seconds the figures are exact: 20 messages, 60 deliveries.
+        def recent():
+            lks = [lk for lk in observe([feed, other]).links if lk.channel == "ov.a"]
+            return max(lk.recent for lk in lks), sum(lk.recent for lk in lks)
+
+        wait_until(lambda: recent() == (20, 60), 5, "the last minute's totals")
+        dash.refresh()
+        svg = dash.flows.value
+        assert "deliveries/s now (last 1 s)" in svg and "distinct messages/s" in svg
+        assert "\u00d73" in svg  # ov.a's box: delivered three times
+        assert "subscription feed: 41 delivered since it started" in svg  # on hover
+        assert "20 messages (60 deliveries) in the last 60 s" in svg
+        # When traffic stops the rates fall to 0 and the boxes stay where they were.
+        order = _channel_order(svg)
+        time.sleep(1.3)
+        dash.refresh()
+        assert _channel_order(dash.flows.value) == order
+        assert "ov.a 0/s" in dash.flows.value
+    finally:
+        dash.close()
+
+
+def _channel_order(svg: str) -> list[str]:
+    import re
+
+    return re.findall(r'class="rtk-flow-channel" data-channel="([^"]+)"', svg)
+
+
+def test_flows_layout_is_stable_and_capped(state, admin):
+    """Boxes keep the order they were first seen in while the busiest channel changes; at
+    most 20 links are drawn, the rest summed in one; the chart's size does not grow with the
+    number of distinct channels, nor its cost (no per-channel copies per tick)."""
+    sub = state.subscribe(["cap.*"], name="feed")
+    dash = Dashboard(state)
+    try:
+        admin.publish("cap.first", "x")
+        wait_until(lambda: sub.stats.delivered == 1, 5, "the first message")
+        dash.refresh()
+        for _ in range(30):
+            admin.publish("cap.second", "x")
+        wait_until(lambda: sub.stats.delivered == 31, 5, "31 messages")
+        dash.refresh()
+        assert _channel_order(dash.flows.value) == ["cap.first", "cap.second"]
+        pipe = admin.pipeline(transaction=False)
+        for i in range(20_000):
+            pipe.publish(f"cap.many.{i}", "x")
+        pipe.execute()
+        wait_until(lambda: sub.stats.delivered == 20_031, 30, "20k more messages")
+        dash.refresh()
+        svg = dash.flows.value
+        assert svg.count('class="rtk-flow"') == 21  # 20 busiest + the rest in one
+        assert _channel_order(svg)[:2] == ["cap.first", "cap.second"]  # as first seen
+        assert "(other channels)" in svg and len(svg) < 30_000
+        started = time.perf_counter()
+        for _ in range(10):
+            dash.refresh()
+        per_tick = (time.perf_counter() - started) / 10
+        assert per_tick < 0.05, f"a dashboard tick at 20k channels took {per_tick * 1000:.1f} ms"
+    finally:
+        dash.close()
+
+
+# ---- Channels tab ------------------------------------------------------------------------
+
+
+def test_channels_tab_refreshes_itself_with_rates_and_pattern_only_channels(state, admin):
+    dash = Dashboard(state)
+    try:
+        state.subscribe(["chx.plain"], name="plain")
+        feed = state.subscribe(["chy.*"], name="feed")
+        dash.tabs.selected_index = 2  # shown: no Refresh click needed
+        names = lambda: [hb.children[0].description for hb in dash.ch_list.children]  # noqa: E731
+        wait_until(lambda: "chx.plain" in names(), 10, "the Channels tab to list chx.plain")
+        # A channel only a pattern reaches is not in PUBSUB CHANNELS: seen in traffic here.
+        stop = time.monotonic() + 8
+        while "chy.only" not in names() and time.monotonic() < stop:
+            admin.publish("chy.only", "x")
+            time.sleep(0.05)  # a steady trickle while the tab refreshes
+        assert "chy.only" in names() and feed.stats.delivered > 0
+        row = next(hb for hb in dash.ch_list.children if hb.children[0].description == "chy.only")
+        assert "via feed: chy.*" in row.children[1].value
+        assert "msg/s here" in row.children[1].value
+        assert "more seen here through patterns only" in dash.ch_summary.value
+        plain_row = next(
+            hb for hb in dash.ch_list.children if hb.children[0].description == "chx.plain"
+        )
+        assert "1 subscriber(s)" in plain_row.children[1].value
+    finally:
+        dash.close()
+
+
+def test_channel_click_prefills_the_form_cleanly_and_errors_use_its_words(state, admin):
+    dash = Dashboard(state, max_rows=777)
+    try:
+        state.subscribe(["pre.fill"], name="listed")
+        dash.sub_names.value = "old.channel"
+        dash.sub_name.value = "old_name"
+        dash.sub_rows.value = 5
+        dash.sub_error.value = "an old message"
+        dash.list_channels()
+        _channel_button(dash, "pre.fill").click()
+        assert dash.tabs.selected_index == 1
+        assert (dash.sub_names.value, dash.sub_name.value, dash.sub_rows.value) == (
+            "pre.fill",
+            "sub_pre_fill",
+            777,
+        )
+        assert "old message" not in dash.sub_error.value
+        assert "sub_pre_fill" not in state.subscriptions  # the user presses Subscribe
+        dash.sub_name.value = "not valid"
+        dash.sub_button.click()
+        from html import unescape
+
+        assert "Name 'not valid' is not a Python variable name" in unescape(dash.sub_error.value)
+        assert "--name" not in dash.sub_error.value
+        dash.sub_names.value = ""
+        dash.sub_button.click()
+        assert "enter channels or patterns" in dash.sub_error.value
+    finally:
+        dash.close()
+
+
+def test_charts_follow_the_jupyterlab_theme():
+    """Text, lines and boxes use JupyterLab's CSS variables (light and dark), with fallbacks."""
+    from redis_toolkit_nb.notebook.flows import FlowLink
+
+    for svg in (
+        charts.rate_chart({"a": [0, 5, 10]}, note="paused"),
+        charts.rate_chart({}),
+        charts.flows_chart([FlowLink("s: a", "a", 1.0, 3.0)]),
+        charts.flows_chart([]),
+    ):
+        assert "fill:var(--jp-ui-font-color1, #1f1f1f)" in svg.split(">", 1)[0]  # the <svg>
+        assert 'fill="#' not in svg.replace('fill="#1f77b4"', "")  # no fixed text colour
+        assert 'stroke="#ccc"' not in svg and 'stroke="#999"' not in svg  # lines: themed too
+
+
+def test_an_idle_dashboard_sends_nothing(state, admin):
+    """With no traffic, neither the Flows chart nor the self-refreshing Channels tab writes a
+    widget: each tick compares and sends only what changed."""
+    state.subscribe(["quiet.a"], name="feed")
+    dash = Dashboard(state)
+    try:
+        dash.tabs.selected_index = 2
+        dash.list_channels()
+        dash.refresh()
+        sent = []
+        for widget in (dash.flows, dash.ch_summary, dash.ch_list):
+            widget.observe(lambda change: sent.append(change["name"]), names=["value", "children"])
+        for hb in dash.ch_list.children:
+            hb.children[1].observe(lambda change: sent.append(change["name"]), names="value")
+        started = dash._channels_at
+        wait_until(lambda: dash._channels_at > started, 5, "the Channels tab to ask again")
+        assert sent == []
+        admin.publish("quiet.a", "wake up")
+        wait_until(lambda: sent, 5, "the message shown")
+    finally:
+        dash.close()

@@ -6,6 +6,7 @@ The outermost widget has CSS class ``rtk-dashboard`` (the browser tests rely on 
 from __future__ import annotations
 
 import threading
+import time
 from html import escape
 from typing import Any
 
@@ -16,29 +17,16 @@ import redis
 from .. import ToolkitError
 from . import charts
 from .cluster_tab import attach as attach_cluster_tab
+from .flows import MAX_LINKS, Flows, StableOrder, drawn, observe, redis_glob
 from .refresher import REFRESHER
-from .state import NotebookState
+from .state import NotebookState, default_name
 
-_MAX_LISTED = 100  # channel buttons shown in the Channels tab
-
-
-def flow_links(subs: list[Any]) -> list[tuple[str, str, float]]:
-    """``(subscription: channel-or-pattern, channel, messages)`` for every running subscription,
-    from the core's per-link counters: a message a client got twice (its channel and a
-    matching pattern, as Redis sends it) is one message on each of its two links, never two.
-    Work is proportional to the number of links."""
-    links: list[tuple[str, str, float]] = []
-    for sub in subs:
-        stats = sub.stats
-        via_pattern: dict[Any, int] = {}
-        for (pattern, channel), n in stats.by_link.items():
-            links.append((f"{sub.name}: {pattern}", str(channel), n))
-            via_pattern[channel] = via_pattern.get(channel, 0) + n
-        for channel, n in stats.by_channel.items():
-            plain = n - via_pattern.get(channel, 0)
-            if plain > 0:
-                links.append((f"{sub.name}: {channel}", str(channel), plain))
-    return links
+_MAX_LISTED = 100  # channel rows shown in the Channels tab
+CHANNELS_TAB, FLOWS_TAB = 2, 3
+_ERROR = "var(--jp-error-color1, #c00)"  # the theme's error colour (light and dark)
+#: Seconds between two PUBSUB queries while the Channels tab is shown (they cost the server
+#: work proportional to its channels, so they are not sent every tick).
+CHANNELS_EVERY = 2.0
 
 
 def parse_form_payload(text: str) -> Any:
@@ -57,7 +45,10 @@ class Dashboard:
         self.max_rows = max_rows
         self.log_size = log_size
         self._lock = threading.RLock()
-        self._last_links: list[tuple[str, str, float]] | None = None
+        self._order = StableOrder()
+        self._flows: Flows | None = None
+        self._channels_at = 0.0  # when the Channels tab last asked the server
+        self._channel_rows: dict[str, tuple[W.HBox, W.Label]] = {}
         self.tabs = W.Tab(
             children=[
                 self._publish_tab(),
@@ -78,7 +69,7 @@ class Dashboard:
         try:
             info = self.state.server_info()
         except ToolkitError as exc:
-            return f'<span style="color:#c00">{escape(str(exc))}</span>'
+            return _error_html(str(exc))
         return (
             f"<b>redis_toolkit_nb</b> · {escape(info['url'])} · "
             f"{escape(info['server'])} {escape(info['version'])}"
@@ -104,16 +95,14 @@ class Dashboard:
         """Publish the form's payload; show the receivers or the error inline."""
         channel = self.pub_channel.value.strip()
         if not channel:
-            self.pub_result.value = '<span style="color:#c00">enter a channel</span>'
+            self.pub_result.value = _error_html("enter a channel")
             return
         try:
             receivers = self.state.toolkit.publish(
                 channel, parse_form_payload(self.pub_payload.value)
             )
         except (ToolkitError, redis.RedisError) as exc:
-            self.pub_result.value = (
-                f'<span style="color:#c00">{escape(type(exc).__name__)}: {escape(str(exc))}</span>'
-            )
+            self.pub_result.value = _error_html(f"{type(exc).__name__}: {exc}")
             return
         self.pub_result.value = f"published to {escape(channel)}: {receivers} receiver(s)"
 
@@ -132,27 +121,46 @@ class Dashboard:
         return W.VBox([form, self.sub_error, self.sub_area])
 
     def subscribe(self, names: list[str] | None = None) -> Any:
-        """Start a subscription from the form (or to ``names``) and show its panel here."""
+        """Start a subscription from the form (or to ``names``) and show its panel here.
+        Mistakes are shown under the form, in the form's words."""
         from_form = names is None
         names = names or self.sub_names.value.replace(",", " ").split()
         if not names:
-            self.sub_error.value = '<span style="color:#c00">enter channels or patterns</span>'
+            self._form_error("enter channels or patterns")
+            return None
+        name = (self.sub_name.value.strip() or None) if from_form else None
+        if name is not None and not name.isidentifier():
+            self._form_error(
+                f"Name {name!r} is not a Python variable name (letters, digits and _, not "
+                "starting with a digit); leave it empty for the default"
+            )
             return None
         try:
             sub = self.state.subscribe(
-                names,
-                name=(self.sub_name.value.strip() or None) if from_form else None,
-                max_rows=self.sub_rows.value,
-                log_size=self.log_size,
+                names, name=name, max_rows=self.sub_rows.value, log_size=self.log_size
             )
         except (ToolkitError, ValueError, redis.RedisError) as exc:
-            self.sub_error.value = f'<span style="color:#c00">{escape(str(exc))}</span>'
+            self._form_error(str(exc))
             return None
         self.sub_error.value = f"started <code>{escape(sub.name)}</code> (bound in the notebook)"
         panels = [c for c in self.sub_area.children if c is not sub.panel.widget]
         self.sub_area.children = [sub.panel.widget, *panels][:5]
         self.refresh()
         return sub
+
+    def _form_error(self, text: str) -> None:
+        self.sub_error.value = _error_html(text)
+
+    def prefill(self, channel: str) -> None:
+        """Fill the Subscribe form for ``channel`` (every field, so nothing typed before is
+        left over) and show it; the user presses Subscribe."""
+        self.sub_names.value = channel
+        self.sub_name.value = default_name([channel])
+        self.sub_rows.value = self.max_rows
+        self.sub_error.value = (
+            f"<i>ready to subscribe to <code>{escape(channel)}</code>: press Subscribe</i>"
+        )
+        self.tabs.selected_index = 1
 
     # ---- Channels ----------------------------------------------------------------------------
     def _channels_tab(self) -> W.Widget:
@@ -161,67 +169,108 @@ class Dashboard:
         self.ch_summary = W.HTML()
         self.ch_list = W.VBox()
         self.ch_refresh.on_click(lambda _: self.list_channels())
-        return W.VBox([W.HBox([self.ch_pattern, self.ch_refresh]), self.ch_summary, self.ch_list])
+        note = W.HTML(
+            f"<i>refreshes every {CHANNELS_EVERY:g} s while shown · rates are what this "
+            "notebook's subscriptions receive now (last 1 s) · click a channel to fill the "
+            "Subscribe form</i>"
+        )
+        return W.VBox(
+            [W.HBox([self.ch_pattern, self.ch_refresh]), note, self.ch_summary, self.ch_list]
+        )
 
     def list_channels(self) -> list[tuple[str, int]]:
         """Run PUBSUB CHANNELS/NUMSUB/NUMPAT (and the shard variants where the server has
-        them) and show a button per channel that subscribes to it."""
-        pattern = self.ch_pattern.value.strip() or "*"
-        try:
-            client = self.state.toolkit.client
-            names = sorted(_text(c) for c in client.pubsub_channels(pattern))
-            numsub = dict(client.pubsub_numsub(*names[:_MAX_LISTED])) if names else {}
-            numpat = client.pubsub_numpat()
+        them) and list each channel with its subscribers and, when this notebook receives
+        it, its rate; channels seen in this notebook's traffic that only patterns reach
+        (PUBSUB CHANNELS leaves them out) are listed too. Returns (channel, subscribers)."""
+        with self._lock:
+            self._channels_at = time.monotonic()
+            pattern = self.ch_pattern.value.strip() or "*"
             try:
-                shard = sorted(
-                    _text(c) for c in client.execute_command("PUBSUB", "SHARDCHANNELS", pattern)
+                client = self.state.toolkit.client
+                names = sorted(_text(c) for c in client.pubsub_channels(pattern))
+                numsub = dict(client.pubsub_numsub(*names[:_MAX_LISTED])) if names else {}
+                numpat = client.pubsub_numpat()
+                shard_text = _shard_text(client, pattern)
+            except (ToolkitError, redis.RedisError) as exc:
+                self.ch_summary.value = _error_html(str(exc))
+                return []
+            counts = {_text(k): int(v) for k, v in numsub.items()}
+            rows = [(n, counts.get(n, 0)) for n in names]
+            flows = self._flows or observe([])
+            rates = flows.channel_rates()
+            listed = set(names)
+            via: dict[str, list[str]] = {}
+            for link in flows.links:
+                c = link.channel
+                if c not in listed and redis_glob(pattern, c):
+                    via.setdefault(c, []).append(link.source)
+            more = f" (first {_MAX_LISTED} shown)" if len(names) > _MAX_LISTED else ""
+            self.ch_summary.value = (
+                f"{len(names)} channel(s) with subscribers matching <code>{escape(pattern)}"
+                f"</code>{more} · {len(via)} more seen here through patterns only · "
+                f"NUMPAT {numpat} · {shard_text}"
+            )
+            shown: list[tuple[str, str]] = []
+            for name, n in rows[:_MAX_LISTED]:
+                shown.append((name, f"{n} subscriber(s){_rate_text(rates.get(name))}"))
+            for name in sorted(via)[:_MAX_LISTED]:
+                sources = ", ".join(via[name])
+                shown.append(
+                    (name, f"no direct subscriber · via {sources}{_rate_text(rates.get(name))}")
                 )
-                shard_text = f"{len(shard)} shard channel(s)"
-                if shard:
-                    counts = client.execute_command("PUBSUB", "SHARDNUMSUB", *shard[:_MAX_LISTED])
-                    pairs = list(zip(counts[::2], counts[1::2], strict=False))
-                    shard_text += ": " + ", ".join(f"{escape(_text(c))} ({n})" for c, n in pairs)
-            except redis.ResponseError:
-                shard_text = "sharded pub/sub: not supported by this server"
-        except (ToolkitError, redis.RedisError) as exc:
-            self.ch_summary.value = f'<span style="color:#c00">{escape(str(exc))}</span>'
-            return []
-        counts = {_text(k): int(v) for k, v in numsub.items()}
-        rows = [(n, counts.get(n, 0)) for n in names]
-        more = f" (first {_MAX_LISTED} shown)" if len(names) > _MAX_LISTED else ""
-        self.ch_summary.value = (
-            f"{len(names)} channel(s) matching <code>{escape(pattern)}</code>{more} · "
-            f"NUMPAT {numpat} · {shard_text}<br><i>click a channel to subscribe to it</i>"
-        )
-        buttons = []
-        for name, n in rows[:_MAX_LISTED]:
-            button = W.Button(description=name, tooltip=f"subscribe to {name}")
-            button.on_click(lambda _, name=name: self._subscribe_clicked(name))
-            buttons.append(W.HBox([button, W.Label(f"{n} subscriber(s)")]))
-        self.ch_list.children = buttons
-        return rows
+            self._show_channel_rows(shown)
+            return rows
 
-    def _subscribe_clicked(self, channel: str) -> None:
-        self.tabs.selected_index = 1
-        self.subscribe([channel])
+    def _show_channel_rows(self, shown: list[tuple[str, str]]) -> None:
+        """Keep each channel's row (a click in progress is never lost to a rebuild); update
+        labels only where they changed."""
+        old = self._channel_rows
+        rows: dict[str, tuple[W.HBox, W.Label]] = {}
+        for name, text in shown:
+            row = old.get(name)
+            if row is None:
+                button = W.Button(description=name, tooltip=f"fill the Subscribe form for {name}")
+                button.on_click(lambda _, name=name: self.prefill(name))
+                label = W.Label(text)
+                row = (W.HBox([button, label]), label)
+            elif row[1].value != text:
+                row[1].value = text
+            rows[name] = row
+        self._channel_rows = rows
+        children = tuple(r[0] for r in rows.values())
+        if tuple(self.ch_list.children) != children:
+            self.ch_list.children = children
 
     # ---- Flows -------------------------------------------------------------------------------
     def _flows_tab(self) -> W.Widget:
         self.flows = W.HTML()
         self.flows.add_class("rtk-flows")
         note = W.HTML(
-            "<i>messages per subscribed channel or pattern (left) and channel (right), "
-            "since each subscription started</i>"
+            "<i>deliveries per second now (last 1 s) per subscribed channel or pattern (left) "
+            "and channel (right: distinct messages per second; ×N when N subscription "
+            "links each deliver every message). Hover for totals. The "
+            f"{MAX_LINKS} busiest links of the last minute, in the order first seen; the "
+            "rest summed under (other links).</i>"
         )
         return W.VBox([note, self.flows])
 
     def refresh(self) -> None:
-        """Redraw the Flows chart when the figures changed (called by the refresher)."""
+        """One tick (the refresher's): the Flows chart from this tick's figures, and the
+        Channels tab while it is shown. Widgets are written only when their text changed."""
         with self._lock:
-            links = flow_links(list(self.state.subscriptions.values()))
-            if links != self._last_links:
-                self._last_links = links
-                self.flows.value = charts.flows_chart(links)
+            self._flows = flows = observe(list(self.state.subscriptions.values()))
+            svg = charts.flows_chart(
+                drawn(flows, self._order),
+                window=flows.window,
+                span=flows.span,
+                delivered=flows.delivered,
+            )
+            if self.flows.value != svg:
+                self.flows.value = svg
+            shown = self.tabs.selected_index == CHANNELS_TAB
+            if shown and time.monotonic() - self._channels_at >= CHANNELS_EVERY:
+                self.list_channels()
 
     def close(self) -> None:
         """Stop refreshing this dashboard (the subscriptions keep running)."""
@@ -235,6 +284,31 @@ class Dashboard:
 
     def __repr__(self) -> str:
         return f"<Dashboard: {len(self.state.subscriptions)} subscription(s)>"
+
+
+def _error_html(text: str) -> str:
+    return f'<span style="color:{_ERROR}">{escape(text)}</span>'
+
+
+def _rate_text(rate: tuple[float, float, int] | None) -> str:
+    if rate is None:
+        return ""
+    distinct, deliveries, links = rate
+    extra = f" ({deliveries:.1f} deliveries/s)" if links > 1 else ""
+    return f" · {distinct:.1f} msg/s here{extra}"
+
+
+def _shard_text(client: Any, pattern: str) -> str:
+    try:
+        shard = sorted(_text(c) for c in client.execute_command("PUBSUB", "SHARDCHANNELS", pattern))
+    except redis.ResponseError:
+        return "sharded pub/sub: not supported by this server"
+    text = f"{len(shard)} shard channel(s)"
+    if shard:
+        counts = client.execute_command("PUBSUB", "SHARDNUMSUB", *shard[:_MAX_LISTED])
+        pairs = list(zip(counts[::2], counts[1::2], strict=False))
+        text += ": " + ", ".join(f"{escape(_text(c))} ({n})" for c, n in pairs)
+    return text
 
 
 def _text(name: bytes | str) -> str:
