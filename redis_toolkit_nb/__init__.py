@@ -15,7 +15,7 @@ from ._stats import SubscriberStats
 from ._subscriber import Subscriber, active_subscribers
 from ._toolkit import RedisToolkit
 from ._urls import mask_url
-from .embedded import RedisServer
+from .embedded import EmbeddedCluster, RedisServer
 from .exceptions import (
     EmbeddedServerError,
     MessageTooLargeError,
@@ -33,6 +33,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "DEFAULT_URL",
+    "EmbeddedCluster",
     "EmbeddedServerError",
     "Message",
     "MessageBuffer",

@@ -26,6 +26,7 @@ EXPECTED = {
     "task_queue",
     "dashboard",
     "exploring_traffic",
+    "scaling_out",
 }
 PATHS = sorted(NOTEBOOKS_DIR.glob("*.ipynb"))
 SOURCES = sorted(NOTEBOOKS_DIR.glob("*.py"))

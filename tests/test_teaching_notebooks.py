@@ -265,6 +265,30 @@ def check_exploring_traffic(run: Run) -> None:
     assert "image/png" in run.mimetypes(run.cell("import matplotlib"))
 
 
+def check_scaling_out(run: Run) -> None:
+    """The embedded cluster (3 masters + 3 replicas): classic PUBLISH costs 5 bus messages,
+    SPUBLISH 1; hash tags choose the slot; a migration and a failover move the two channels
+    of the slot (four moves), each with a short gap; the rows say which node each came from
+    (the first master, the one it migrated to, and after the failover the promoted master or
+    the demoted one, which serves the shard as a replica)."""
+    s = run.summary
+    assert s["masters"] == 3
+    assert s["classic_bus_per_message"] == 5 and s["sharded_bus_per_message"] == 1
+    assert s["same_slot"] and s["other_slot"]
+    assert s["moves"] == 4 and 0 < s["max_gap_ms"] < 1000
+    homes = s["homes_list"]
+    assert homes[:2] == [s["first_home"], s["new_home"]]
+    assert homes[2:] in ([], [s["promoted"]])
+    assert s["received"] + s["missed"] == s["sent"] >= 400
+    assert s["kinds"] == ["sharded"]
+    connect = run.text(run.cell("cluster = %rtk_connect --embedded-cluster"))
+    assert "3 masters x 1 replicas" in connect
+    shards = run.text(run.cell("%rtk shards"))
+    assert all(name in shards for name in ("orders:{eu}", "payments:{eu}", "orders:{us}"))
+    assert WIDGET in run.mimetypes(run.cell("%%rtk_subscribe --sharded"))
+    assert WIDGET in run.mimetypes(run.cell("%rtk panel"))
+
+
 CHECKS: dict[str, Callable[[Run], None]] = {
     "quickstart": check_quickstart,
     "patterns_and_routing": check_patterns_and_routing,
@@ -273,6 +297,7 @@ CHECKS: dict[str, Callable[[Run], None]] = {
     "task_queue": check_task_queue,
     "dashboard": check_dashboard,
     "exploring_traffic": check_exploring_traffic,
+    "scaling_out": check_scaling_out,
 }
 
 

@@ -13,14 +13,19 @@ it any more, however they ended. See or stop it from a shell::
 
     python -m redis_toolkit_nb.embedded status
     python -m redis_toolkit_nb.embedded stop
+
+``start_cluster()`` starts a private Redis Cluster on loopback (``EmbeddedCluster``), for
+teaching and demos; it stops with its process.
 """
 
 from __future__ import annotations
 
+from ._cluster import EmbeddedCluster, start_cluster
 from ._server import RedisServer, answers, bundled_binary, find_server_binary, free_port
 from ._shared import SharedServer, default_server, registry_dir, status, stop
 
 __all__ = [
+    "EmbeddedCluster",
     "RedisServer",
     "SharedServer",
     "answers",
@@ -29,6 +34,7 @@ __all__ = [
     "find_server_binary",
     "free_port",
     "registry_dir",
+    "start_cluster",
     "status",
     "stop",
 ]

@@ -1,4 +1,4 @@
-"""``%rtk panel``: the dashboard, with Publish, Subscribe, Channels and Flows tabs.
+"""``%rtk panel``: the dashboard, with Publish, Subscribe, Channels, Flows and Cluster tabs.
 
 The outermost widget has CSS class ``rtk-dashboard`` (the browser tests rely on it).
 """
@@ -16,6 +16,7 @@ import redis
 
 from .. import ToolkitError
 from . import charts
+from .cluster_tab import attach as attach_cluster_tab
 from .flows import MAX_LINKS, Flows, StableOrder, drawn, observe, redis_glob
 from .refresher import REFRESHER
 from .state import NotebookState, default_name
@@ -58,6 +59,7 @@ class Dashboard:
         )
         for i, title in enumerate(("Publish", "Subscribe", "Channels", "Flows")):
             self.tabs.set_title(i, title)
+        self.cluster = attach_cluster_tab(self)
         self.widget = W.VBox([W.HTML(self._header()), self.tabs])
         self.widget.add_class("rtk-dashboard")
         self.refresh()
@@ -273,6 +275,7 @@ class Dashboard:
     def close(self) -> None:
         """Stop refreshing this dashboard (the subscriptions keep running)."""
         REFRESHER.remove(self)
+        self.cluster.close()
 
     def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
         bundle = self.widget._repr_mimebundle_(**kwargs) or {}

@@ -94,7 +94,7 @@ def subscriptions_frame(subs: list[Any]) -> pd.DataFrame:
         rows.append(
             {
                 "name": sub.name,
-                "subscribed": ", ".join(snap.channels + snap.patterns),
+                "subscribed": ", ".join(snap.channels + snap.patterns + snap.sharded),
                 "received": s.received,
                 "now/s": round(snap.rates.now, 1),
                 "avg/s": round(snap.avg, 1),

@@ -22,6 +22,7 @@ from IPython.core.magic import (
     magics_class,
     no_var_expand,
 )
+from IPython.core.magic_arguments import argument, magic_arguments
 from traitlets import Bool, Float, Int, TraitError, Unicode, observe, validate
 
 from .. import ToolkitError, mask_url
@@ -120,19 +121,50 @@ class RtkMagics(Magics):
     # ---- %rtk_connect ------------------------------------------------------------------------
     @line_magic
     @_usage_errors
-    def rtk_connect(self, line: str) -> None:
-        """%rtk_connect [URL] — (re)connect; show the masked URL, server name and version."""
-        args = parsing.split_line(line, "%rtk_connect")
-        if len(args) > 1:
-            raise UsageError("usage: %rtk_connect [URL]")
-        print(_describe(self.state.connect(args[0] if args else None)))
+    @magic_arguments(name="rtk_connect")
+    @argument("url", nargs="?", default=None, metavar="URL")
+    @argument(
+        "--embedded-cluster",
+        action="store_true",
+        dest="cluster",
+        help="start a private Redis Cluster of the bundled Valkey on loopback (once; it stops "
+        "with the kernel) and connect to it; returns it (move_slot, failover, stop)",
+    )
+    @argument("--masters", type=parsing.positive_int, default=3, metavar="N", help="(default 3)")
+    @argument(
+        "--replicas",
+        type=int,
+        default=0,
+        metavar="N",
+        help="replicas per master (default 0; 1 to demonstrate a failover)",
+    )
+    def rtk_connect(self, line: str) -> Any:
+        """(Re)connect to URL (default: $REDIS_URL, else localhost, else the embedded server);
+        show the masked URL, server name and version."""
+        args = parsing.parse_magic_args(RtkMagics.rtk_connect, line, "%rtk_connect")
+        if not args.cluster:
+            if "--masters" in line or "--replicas" in line:
+                raise UsageError("%rtk_connect: --masters/--replicas go with --embedded-cluster")
+            print(_describe(self.state.connect(args.url)))
+            return None
+        if args.url is not None or args.replicas < 0:
+            raise UsageError(
+                "usage: %rtk_connect --embedded-cluster [--masters N] [--replicas N] (no URL)"
+            )
+        cluster = self.state.connect_embedded_cluster(args.masters, args.replicas)
+        info = self.state.server_info()
+        print(
+            f"{_describe(info)}: an embedded cluster of {args.masters} masters x "
+            f"{args.replicas} replicas (nodes {', '.join(str(p) for p in cluster.ports)})"
+        )
+        return cluster
 
     # ---- %rtk_publish ------------------------------------------------------------------------
     @no_var_expand
     @line_magic
     @_usage_errors
     def rtk_publish(self, line: str) -> Any:
-        """%rtk_publish [--text] [--count N] [--rate R] CHANNEL PAYLOAD
+        """%rtk_publish [--text] [--sharded] [--count N] [--rate R] CHANNEL PAYLOAD
 
         PAYLOAD is a Python expression evaluated in the notebook's namespace (a dict literal,
         a variable, a number, an f-string); text that is not an expression is sent as JSON if
@@ -140,7 +172,8 @@ class RtkMagics(Magics):
         with a bracket, quote or digit) and does not parse is an error; ``--text`` sends
         PAYLOAD as typed. IPython's ``{var}``/``$var`` expansion is off here (JSON stays
         intact); use an f-string to insert values. Returns the number of receivers; with
-        --count/--rate, a report (``i`` is the message index inside PAYLOAD).
+        --count/--rate, a report (``i`` is the message index inside PAYLOAD). ``--sharded``
+        publishes to a sharded channel (SPUBLISH, to the node owning its slot on a cluster).
         """
         args = parsing.parse_publish(line)
         namespace = self.shell.user_ns if self.shell else {}
@@ -149,27 +182,49 @@ class RtkMagics(Magics):
         tk = self.state.toolkit
         if not args.repeat:
             # A single publish binds no index: ``i`` in PAYLOAD is the user's own variable.
-            return tk.publish(args.channel, payload.value(None))
-        return publish_repeated(tk, args.channel, payload, args.count, args.rate)
+            return tk.publish(args.channel, payload.value(None), sharded=args.sharded)
+        return publish_repeated(
+            tk, args.channel, payload, args.count, args.rate, sharded=args.sharded
+        )
 
     # ---- %%rtk_subscribe ---------------------------------------------------------------------
     @no_var_expand
     @line_cell_magic
     @_usage_errors
+    @magic_arguments(name="%rtk_subscribe")  # the help adds the other %
+    @argument("names", nargs="+", metavar="CHANNEL_OR_PATTERN")
+    @argument("--name", default=None, help="variable the subscription is bound to")
+    @argument(
+        "--max-rows",
+        type=parsing.positive_int,
+        default=None,
+        dest="max_rows",
+        metavar="N",
+        help="messages kept (the DataFrame's rows; default %%config RtkMagics.max_rows)",
+    )
+    @argument(
+        "--decode",
+        choices=("auto", "json", "raw"),
+        default="auto",
+        help="payload decoding: auto (JSON if it parses), json (else a decode error) or raw",
+    )
+    @argument(
+        "--sharded",
+        action="store_true",
+        help="sharded channels (SSUBSCRIBE, Redis 7.0+; names taken literally): on a cluster "
+        "each is read from the node owning its slot and follows it when it moves",
+    )
     def rtk_subscribe(self, line: str, cell: str | None = None) -> Any:
-        """%%rtk_subscribe CHANNEL_OR_PATTERN [...] [--name NAME] [--max-rows N] [--decode M]
+        """Start a background subscription and return at once with its live panel.
 
-        (``%rtk_subscribe ...`` on one line, or ``%%rtk_subscribe`` with an empty body, starts
-        it without a body.)
-
-        Starts a background subscription and returns at once with its live panel. The cell
-        body, if any, runs for every message with ``channel``, ``data`` and ``message`` bound
-        (its ``print`` goes to the panel's log; an error is logged and counted). The
-        subscription is bound to NAME (default ``sub_<channel>``); re-running the cell
-        replaces it.
+        ``%rtk_subscribe ...`` on one line, or ``%%rtk_subscribe`` with an empty body, starts
+        it without a body. The cell body, if any, runs for every message with ``channel``,
+        ``data`` and ``message`` bound (its ``print`` goes to the panel's log; an error is
+        logged and counted). The subscription is bound to NAME (default ``sub_<channel>``);
+        re-running the cell replaces it. Its ``df`` says which ``kind`` of subscription
+        delivered each row (channel, pattern or sharded) and from which ``node``.
         """
-        tokens = parsing.split_line(line, "%%rtk_subscribe")
-        args = parsing.subscribe_parser().parse_args(tokens)
+        args = parsing.parse_magic_args(RtkMagics.rtk_subscribe, line, "%%rtk_subscribe")
         body = None
         if cell and cell.strip():
             # A file name tracebacks and linecache resolve: errors point at the body's lines.
@@ -191,6 +246,7 @@ class RtkMagics(Magics):
             decode=args.decode,
             body=body,
             log_size=self.log_size,
+            sharded=args.sharded,
         )
 
     # ---- %rtk_request -----------------------------------------------------------------------
@@ -216,7 +272,8 @@ class RtkMagics(Magics):
     @line_magic
     @_usage_errors
     def rtk(self, line: str) -> Any:
-        """%rtk channels [PATTERN] | numsub CHANNEL... | numpat | subs | stop NAME|--all | panel"""
+        """%rtk channels [PATTERN] | shards [PATTERN] | numsub CHANNEL... | numpat | subs |
+        stop NAME|--all | panel"""
         tokens = parsing.split_line(line, "%rtk")
         if not tokens or tokens[0] not in SUBCOMMANDS:
             raise UsageError(f"usage: %rtk {{{'|'.join(SUBCOMMANDS)}}} ...")
@@ -245,6 +302,15 @@ def _channels(m: RtkMagics, args: list[str]) -> list[str]:
     m._ensure_connected()
     found = m.state.toolkit.client.pubsub_channels(args[0] if args else "*")
     return sorted(_decode(c) for c in found)
+
+
+def _shards(m: RtkMagics, args: list[str]) -> Any:
+    if len(args) > 1:
+        raise UsageError("usage: %rtk shards [PATTERN]")
+    m._ensure_connected()
+    from .cluster_tab import shards_frame
+
+    return shards_frame(m.state.toolkit, args[0] if args else "*")
 
 
 def _numsub(m: RtkMagics, args: list[str]) -> dict[str, int]:
@@ -294,6 +360,7 @@ def _panel(m: RtkMagics, args: list[str]) -> Any:
 
 SUBCOMMANDS: dict[str, Callable[[RtkMagics, list[str]], Any]] = {
     "channels": _channels,
+    "shards": _shards,
     "numsub": _numsub,
     "numpat": _numpat,
     "subs": _subs,

@@ -71,6 +71,32 @@ def counters_text(snap: Snapshot, tz: str = "UTC") -> str:
     return text
 
 
+def nodes_html(snap: Snapshot, tz: str = "UTC") -> str:
+    """The nodes a subscription reads from, its moves and their gaps (empty on one server
+    with no sharded channel: nothing to say there)."""
+    s = snap.stats
+    if len(snap.nodes) <= 1 and not snap.sharded and not s.moves:
+        return ""
+    parts = []
+    for node, state in sorted(snap.nodes.items()):
+        held = list(state.sharded_channels)
+        if state.classic and (snap.channels or snap.patterns):
+            held.insert(0, "channels & patterns")
+        mark = "" if state.connected else ' <span style="color:#c00">(down)</span>'
+        parts.append(f"<code>{escape(node)}</code> ({escape(', '.join(held) or 'idle')}){mark}")
+    line = (
+        f"<br>reads from: {'; '.join(parts) or '-'} · moves {s.moves} · longest gap "
+        f"{s.max_move_gap_s * 1000:.1f} ms · total gap {s.move_gap_s * 1000:.1f} ms"
+    )
+    if snap.moves:
+        m = snap.moves[-1]
+        line += (
+            f" · last move: {escape(m.channel)} {escape(str(m.from_node))} \u2192 "
+            f"{escape(m.to_node)} at {clock(m.time, tz)}"
+        )
+    return f'<span class="rtk-nodes">{line}</span>'
+
+
 class LivePanel:
     """The live view of one ``Subscription``; ``widget`` is what the notebook displays."""
 
@@ -267,9 +293,14 @@ class LivePanel:
         if snap.stats.last_error:
             extra = f' <span style="color:#c60">last error: {escape(snap.stats.last_error)}</span>'
         stopped = " · <b>stopped</b>" if snap.state == "stopped" else ""
+        if snap.sharded or getattr(self.sub, "sharded", False):
+            listed = ", ".join(escape(n) for n in snap.sharded) or "-"
+            what = f"sharded channels: {listed}"
+        else:
+            what = f"channels: {names} · patterns: {pats}"
         return (
-            f"<b>{escape(self.sub.name)}</b> on {escape(self.sub.url)} · channels: {names} · "
-            f"patterns: {pats}{stopped}{extra}"
+            f"<b>{escape(self.sub.name)}</b> on {escape(self.sub.url)} · {what}{stopped}{extra}"
+            f"{nodes_html(snap, self.sub.timezone)}"
         )
 
     def _rows(self, wanted: str, total: int) -> list[Any]:
@@ -327,6 +358,11 @@ class LivePanel:
             if (oldest is None or t >= oldest) and (newest is None or t <= newest):
                 line = f"{clock(t, tz)} {escape(str(channel))}: print: {escape(preview(text, 160))}"
                 special.append((t, line))
+        for move in snap.moves[-self.log_size :]:
+            t = move.time
+            if (oldest is None or t >= oldest) and (newest is None or t <= newest):
+                text = f"{move.channel} moved {move.from_node} \u2192 {move.to_node}"
+                special.append((t, f"{clock(t, tz)} <b>{escape(text)}</b>"))
         special.sort(key=lambda e: e[0], reverse=True)
         special = special[: max(self.log_size // 2, self.log_size - len(rows))]
         entries = special + [

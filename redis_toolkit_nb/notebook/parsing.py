@@ -1,4 +1,5 @@
-"""Parsing magic lines: argparse that raises ``UsageError``, and ``%rtk_publish``'s payload.
+"""Parsing magic lines: ``@magic_arguments`` errors as ``UsageError``, and ``%rtk_publish``'s
+payload.
 
 IPython expands ``{var}`` and ``$var`` in magic lines, which mangles JSON; the magics that take
 a payload are ``@no_var_expand`` and evaluate it here instead, in the user's namespace.
@@ -17,21 +18,6 @@ import orjson
 from IPython.core.error import UsageError
 
 
-class MagicParser(argparse.ArgumentParser):
-    """An ``ArgumentParser`` whose errors become ``UsageError`` (a short message, no traceback,
-    and Run All stops) instead of printing usage and calling ``sys.exit``."""
-
-    def __init__(self, prog: str, **kwargs: Any) -> None:
-        super().__init__(prog=prog, add_help=False, allow_abbrev=False, **kwargs)
-
-    def error(self, message: str):  # noqa: ANN201 - argparse's signature
-        # format_usage() already begins with "usage: ".
-        raise UsageError(f"{self.prog}: {message}\n{self.format_usage().strip()}")
-
-    def exit(self, status: int = 0, message: str | None = None):  # noqa: ANN201
-        raise UsageError(message or f"{self.prog}: invalid arguments")
-
-
 def split_line(line: str, magic: str) -> list[str]:
     """Split a magic's line like a shell would; an unbalanced quote is a ``UsageError``."""
     try:
@@ -40,7 +26,8 @@ def split_line(line: str, magic: str) -> list[str]:
         raise UsageError(f"{magic}: {exc}") from None
 
 
-def _positive_int(text: str) -> int:
+def positive_int(text: str) -> int:
+    """argparse type: a whole number > 0."""
     try:
         value = int(text)
     except ValueError:
@@ -60,14 +47,17 @@ def _positive_float(text: str) -> float:
     return value
 
 
-def subscribe_parser() -> MagicParser:
-    """``%%rtk_subscribe CHANNEL_OR_PATTERN [...] [--name NAME] [--max-rows N] [--decode M]``."""
-    p = MagicParser("%%rtk_subscribe")
-    p.add_argument("names", nargs="+", metavar="CHANNEL_OR_PATTERN")
-    p.add_argument("--name", default=None, help="variable the subscription is bound to")
-    p.add_argument("--max-rows", type=_positive_int, default=None, dest="max_rows")
-    p.add_argument("--decode", choices=("auto", "json", "raw"), default="auto")
-    return p
+def parse_magic_args(magic: Any, line: str, prog: str) -> Any:
+    """Parse ``line`` with the ``@magic_arguments`` parser of ``magic``; a mistake is a
+    ``UsageError`` naming the magic, with one "usage:" line."""
+    parser = magic.parser
+    try:
+        return parser.parse_argstring(line)
+    except (UsageError, ValueError) as exc:  # ValueError: an unbalanced quote
+        # IPython's help formatter writes the usage as an indented reST block ("::"), on
+        # several lines: one plain line reads better in an error.
+        usage = " ".join(parser.format_usage().replace("::", " ").split())
+        raise UsageError(f"{prog}: {exc}\nusage: {usage}") from None
 
 
 # ---- %rtk_publish ----------------------------------------------------------------------------
@@ -85,12 +75,13 @@ class PublishArgs:
     rate: float | None = None
     repeat: bool = False  # --count or --rate was given
     text: bool = False  # --text: PAYLOAD is sent as typed, never evaluated
+    sharded: bool = False  # --sharded: SPUBLISH (a sharded channel)
 
 
 def _apply_option(args: PublishArgs, name: str, value: str) -> None:
     try:
         if name == "count":
-            args.count = _positive_int(value)
+            args.count = positive_int(value)
         else:
             args.rate = _positive_float(value)
     except argparse.ArgumentTypeError as exc:
@@ -99,13 +90,14 @@ def _apply_option(args: PublishArgs, name: str, value: str) -> None:
 
 
 def parse_publish(line: str) -> PublishArgs:
-    """Split ``[--text] [--count N] [--rate R] CHANNEL PAYLOAD [--count N] [--rate R]``.
+    """Split ``[--text] [--sharded] [--count N] [--rate R] CHANNEL PAYLOAD [--count N]
+    [--rate R]``.
 
-    Options go before CHANNEL (``--text`` only there) or at the very end of the line; PAYLOAD
-    is everything between, as typed. CHANNEL may be quoted. ``--`` ends the options (for a
-    channel starting with -).
+    Options go before CHANNEL (``--text`` and ``--sharded`` only there) or at the very end of
+    the line; PAYLOAD is everything between, as typed. CHANNEL may be quoted. ``--`` ends the
+    options (for a channel starting with -).
     """
-    usage = "usage: %rtk_publish [--text] [--count N] [--rate R] CHANNEL PAYLOAD"
+    usage = "usage: %rtk_publish [--text] [--sharded] [--count N] [--rate R] CHANNEL PAYLOAD"
     args = PublishArgs(channel="", payload="")
     rest = line.strip()
     while rest.startswith("-"):
@@ -115,6 +107,10 @@ def parse_publish(line: str) -> PublishArgs:
         if rest == "--text" or rest.startswith("--text "):
             args.text = True
             rest = rest[6:].lstrip()
+            continue
+        if rest == "--sharded" or rest.startswith("--sharded "):
+            args.sharded = True
+            rest = rest[9:].lstrip()
             continue
         m = _OPTION.match(rest)
         if not m:

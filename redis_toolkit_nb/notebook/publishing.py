@@ -50,6 +50,8 @@ def publish_repeated(
     count: int,
     rate: float | None = None,
     progress_after: float = 1.0,
+    *,
+    sharded: bool = False,
 ) -> PublishReport:
     """Publish ``payload`` ``count`` times (at ``rate`` messages per second if given).
 
@@ -75,14 +77,14 @@ def publish_repeated(
             if receivers is not None and (batch == 1 or (rate and rate <= _SINGLE_RATE)):
                 # Slow enough to send one by one, so the receivers can be reported.
                 for k in range(sent, due):
-                    receivers += tk.publish(channel, payload.value(k))
+                    receivers += tk.publish(channel, payload.value(k), sharded=sharded)
             else:
                 values = (
                     [payload.value(k) for k in range(sent, due)]
                     if payload.varies
                     else [payload.value()] * batch
                 )
-                tk.publish_many(channel, values)
+                tk.publish_many(channel, values, sharded=sharded)
                 receivers = None
             sent = due
             if bar is not None:

@@ -6,7 +6,7 @@ never disagree, and a snapshot taken when the subscription stopped keeps showing
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -41,6 +41,12 @@ class Snapshot:
     #: Recent handler errors (time, channel, data, exception, traceback) and print output.
     failures: tuple[tuple[float, Any, Any, BaseException, str], ...]
     prints: tuple[tuple[float, Any, str], ...]
+    #: Subscribed sharded channels, and the nodes read from (``stats.nodes``; as they were
+    #: just before it stopped, once stopped).
+    sharded: tuple[str, ...] = ()
+    nodes: dict[str, Any] = field(default_factory=dict)
+    #: Channels seen moving to another node (``placement.Move``), oldest first.
+    moves: tuple[Any, ...] = ()
 
     def key(self) -> tuple[Any, ...]:
         """What the view depends on besides the rows: equal keys render identically."""
@@ -60,6 +66,11 @@ class Snapshot:
             s.last_error,
             self.channels,
             self.patterns,
+            self.sharded,
+            tuple(sorted(self.nodes.items())),
+            s.moves,
+            s.max_move_gap_s,
+            len(self.moves),
             round(r.now, 1),
             f"{self.avg:.1f}",
             int(r.time) if r.series else None,  # the chart moves each second it has a line

@@ -11,7 +11,14 @@ from typing import Any
 
 import redis
 
-from .. import DEFAULT_URL, RedisToolkit, ToolkitConnectionError, mask_url, resolve_url
+from .. import (
+    DEFAULT_URL,
+    EmbeddedCluster,
+    RedisToolkit,
+    ToolkitConnectionError,
+    mask_url,
+    resolve_url,
+)
 from .logs import LOG
 from .subscription import Subscription
 
@@ -49,6 +56,8 @@ class NotebookState:
         self._toolkit: RedisToolkit | None = None
         self._lock = threading.RLock()
         self.subscriptions: dict[str, Subscription] = {}
+        #: The cluster ``%rtk_connect --embedded-cluster`` started (stopped by ``close()``).
+        self.embedded_cluster: EmbeddedCluster | None = None
 
     # ---- connection --------------------------------------------------------------------------
     def _default(self) -> str:
@@ -115,6 +124,23 @@ class NotebookState:
             self._toolkit, self.url, self.failed = tk, target, None
             return info
 
+    def connect_embedded_cluster(self, masters: int = 3, replicas: int = 0) -> EmbeddedCluster:
+        """Start a private cluster (or reuse the one started before, if of that shape; another
+        shape stops it first) and connect to it; returns it."""
+        with self._lock:
+            cluster = self.embedded_cluster
+            if cluster is not None and (cluster.n_masters, cluster.n_replicas) != (
+                masters,
+                replicas,
+            ):
+                cluster.stop()
+                cluster = self.embedded_cluster = None
+            if cluster is None:
+                cluster = EmbeddedCluster(masters, replicas).start()
+                self.embedded_cluster = cluster
+            self.connect(cluster.url)
+            return cluster
+
     def server_info(self, tk: RedisToolkit | None = None) -> dict[str, str]:
         """``url`` (masked), ``server`` (redis or valkey) and ``version`` of the server."""
         tk = tk or self.toolkit
@@ -142,9 +168,10 @@ class NotebookState:
         decode: str = "auto",
         body: CodeType | None = None,
         log_size: int = 50,
+        sharded: bool = False,
     ) -> Subscription:
         """Start a subscription bound to ``name`` in the namespace, replacing (stopping) any
-        earlier one of that name."""
+        earlier one of that name (``sharded``: ``names`` are sharded channels)."""
         name = name or default_name(names)
         if not name.isidentifier():
             raise ValueError(f"--name {name!r} is not a Python identifier")
@@ -163,6 +190,7 @@ class NotebookState:
             log_size=log_size,
             on_stop=self._forget,
             timezone=self._timezone,
+            sharded=sharded,
         )
         with self._lock:
             self.subscriptions[name] = sub
@@ -191,9 +219,13 @@ class NotebookState:
         return [s.name for s in subs]
 
     def close(self) -> None:
-        """Stop every subscription and close the connection (``%unload_ext``)."""
+        """Stop every subscription, close the connection and stop the embedded cluster
+        (``%unload_ext``)."""
         self.stop_all()
         with self._lock:
             if self._toolkit is not None:
                 self._toolkit.close()
             self._toolkit = None
+            if self.embedded_cluster is not None:
+                self.embedded_cluster.stop()
+                self.embedded_cluster = None

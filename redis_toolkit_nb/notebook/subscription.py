@@ -16,6 +16,7 @@ import pandas as pd
 from .. import Message, RedisOptions, RedisToolkit, Subscriber, SubscriberStats
 from . import frames
 from .logs import LOG
+from .placement import Placement
 from .rates import Traffic
 from .snapshot import Snapshot
 
@@ -49,8 +50,13 @@ class Subscription:
         log_size: int = 50,
         on_stop: Callable[[Subscription], Any] | None = None,
         timezone: Callable[[], str] = lambda: "UTC",
+        sharded: bool = False,
     ) -> None:
         self.name = name
+        #: Whether ``names`` are sharded channels (SSUBSCRIBE) rather than channels/patterns.
+        self.sharded = sharded
+        #: Where each channel is read from, sampled over time (``df``'s ``node`` column).
+        self.placement = Placement()
         self.max_rows = max_rows
         self.requested = list(names)
         self._options = RedisOptions(buffer_size=max_rows, decode=decode)
@@ -76,7 +82,11 @@ class Subscription:
             on_message=self._on_message,
         )
         try:
-            self.subscriber.start(self.requested)
+            if sharded:
+                self.subscriber.start((), self.requested)
+            else:
+                self.subscriber.start(self.requested)
+            self.placement.observe(self.subscriber.totals().nodes)
             from .panel import LivePanel  # ipywidgets only when a subscription exists
 
             self.panel = LivePanel(self, log_size=log_size)
@@ -127,10 +137,23 @@ class Subscription:
     def df(self) -> pd.DataFrame:
         """The newest messages (at most ``max_rows``), oldest first, as a new DataFrame:
         ``time`` (in ``timezone``, UTC by default), ``channel``, ``pattern`` (the matching
-        pattern; None for a plain channel subscription), ``data``, ``size``. Capturing goes
-        on while the panel is paused."""
+        pattern; None for a plain channel subscription), ``data``, ``size``, ``kind``
+        (``channel``, ``pattern`` or ``sharded``) and ``node`` (``host:port`` it was read
+        from: on a cluster, the node holding the channel when it arrived, as sampled at each
+        panel refresh; see ``placement``). Capturing goes on while the panel is paused."""
         buffer = self.subscriber.buffer
-        return frames.messages_frame(buffer.raw() if buffer is not None else [], self.timezone)
+        rows = buffer.raw() if buffer is not None else []
+        if self.running:
+            self.placement.observe(self.subscriber.totals().nodes)
+        frame = frames.messages_frame(rows, self.timezone)
+        if self.sharded:
+            kinds = ["sharded"] * len(rows)
+        else:
+            kinds = ["channel" if r[2] is None else "pattern" for r in rows]
+        node_at = self.placement.node_at
+        frame["kind"] = pd.Series(kinds, dtype=object)
+        frame["node"] = pd.Series([node_at(r[1], r[0], self.sharded) for r in rows], dtype=object)
+        return frame
 
     def df_expanded(self, sep: str = ".") -> pd.DataFrame:
         """``df`` with dict payloads flattened into columns (``pandas.json_normalize``);
@@ -155,8 +178,12 @@ class Subscription:
 
     @property
     def stats(self) -> SubscriberStats:
-        """received, delivered, dropped, handler_errors, decode_errors, reconnects, rate, ..."""
-        return self.subscriber.stats
+        """received, delivered, dropped, handler_errors, decode_errors, reconnects, rate, ...
+        (each read also samples where the channels are read from: see ``placement``)"""
+        stats = self.subscriber.stats
+        if self.running:
+            self.placement.observe(stats.nodes)
+        return stats
 
     @property
     def channels(self) -> list[str]:
@@ -165,6 +192,11 @@ class Subscription:
     @property
     def patterns(self) -> list[str]:
         return self.subscriber.patterns
+
+    @property
+    def sharded_channels(self) -> list[str]:
+        """Confirmed sharded channels (``--sharded``), on every node."""
+        return self.subscriber.sharded_channels
 
     @property
     def failures(self) -> list[tuple[float, Any, Any, Exception, str]]:
@@ -182,13 +214,17 @@ class Subscription:
 
     def _snapshot(self, stopped_at: float | None = None, names: Any = None) -> Snapshot:
         stats = self.subscriber.totals()
+        if stopped_at is None:
+            self.placement.observe(stats.nodes)
         rates = self.traffic.rates(stopped_at)
         paused = self._paused_at
         if stopped_at is not None:
             state = "stopped"
         else:
             state = "paused" if paused is not None else "running"
-        channels, patterns = names if names is not None else (stats.channels, stats.patterns)
+        if names is None:
+            names = (stats.channels, stats.patterns, stats.sharded_channels, stats.nodes)
+        channels, patterns, sharded, nodes = names
         return Snapshot(
             name=self.name,
             url=self.url,
@@ -204,6 +240,9 @@ class Subscription:
             stopped_at=stopped_at,
             failures=tuple(self.subscriber.failures),
             prints=tuple(self.prints),
+            sharded=tuple(sharded),
+            nodes=dict(nodes),
+            moves=tuple(self.placement.moves),
         )
 
     # ---- control -----------------------------------------------------------------------------
@@ -258,7 +297,7 @@ class Subscription:
             return
         self._stopped = True
         stats = self.subscriber.totals()
-        names = (stats.channels, stats.patterns)
+        names = (stats.channels, stats.patterns, stats.sharded_channels, stats.nodes)
         try:
             self.subscriber.stop(timeout)
         finally:
