@@ -84,14 +84,14 @@ class Traffic:
             self._seconds.clear()
             self._in_window.clear()
 
-    def rates(self, now: float | None = None, top: int = 6, frozen: bool = False) -> Rates:
+    def rates(self, now: float | None = None, top: int = 6, final: bool = False) -> Rates:
         """Fold what arrived since the last call into the history and describe it at ``now``
-        (``frozen``: describe the history as it is, folding nothing: a stopped subscription)."""
+        (``final``: nothing more will come, a stopped subscription: the chart then ends with
+        the second still filling instead of before it)."""
         now = time.time() if now is None else now
         with self._lock:
-            if not frozen:
-                self._fold(now)
-            return self._describe(now, top)
+            self._fold(now)
+            return self._describe(now, top, final)
 
     # ---- under the lock ---------------------------------------------------------------------
     def _fold(self, now: float) -> None:
@@ -126,12 +126,14 @@ class Traffic:
             else:
                 in_window.pop(channel, None)
 
-    def _describe(self, now: float, top: int) -> Rates:
+    def _describe(self, now: float, top: int, final: bool = False) -> Rates:
         ticks = list(self._ticks)
         recent = [t for t in ticks if t[0] >= now - NOW_WINDOW - 1e-9] or ticks[-1:]
         span = max(now - recent[0][0], 1e-3) if recent else NOW_WINDOW
         now_total = sum(sum(t[2].values()) + t[3] for t in recent)
-        end = int(now)  # the current second is still filling: the chart ends before it
+        # The current second is still filling: the chart ends before it, unless nothing more
+        # will come (a stopped subscription keeps the messages of its last second).
+        end = int(now) + 1 if final else int(now)
         first = end - self.window
         busiest = heapq.nlargest(top, self._in_window.items(), key=_count)
         shown = [c for c, _ in busiest]

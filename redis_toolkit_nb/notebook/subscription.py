@@ -216,7 +216,7 @@ class Subscription:
         stats = self.subscriber.totals()
         if stopped_at is None:
             self.placement.observe(stats.nodes)
-        rates = self.traffic.rates(stopped_at)
+        rates = self.traffic.rates(stopped_at, final=stopped_at is not None)
         paused = self._paused_at
         if stopped_at is not None:
             state = "stopped"
