@@ -25,7 +25,7 @@ from IPython.core.magic import (
 from traitlets import Bool, Float, Int, TraitError, Unicode, observe, validate
 
 from .. import ToolkitError, mask_url
-from . import parsing
+from . import parsing, replay
 from .errors import body_filename, register_body
 from .publishing import publish_repeated
 from .refresher import REFRESHER
@@ -211,6 +211,17 @@ class RtkMagics(Magics):
         payload = parsing.Payload(parts[1], self.shell.user_ns if self.shell else {})
         self._ensure_connected()
         return self.state.toolkit.request(parts[0], payload.value(None), timeout=timeout)
+
+    # ---- %rtk_replay (notebook/replay.py) ----------------------------------------------------
+    @line_magic
+    @_usage_errors
+    def rtk_replay(self, line: str) -> Any:
+        """%rtk_replay SOURCE [--speed X] [--map OLD=NEW ...] [--prefix P] [--limit N] [--dry-run]
+
+        Publish a capture again (SOURCE: a DataFrame or subscription variable, or a file from
+        ``feed.export()``), keeping its gaps divided by X (0: as fast as possible); returns
+        the summary. ``--dry-run`` returns what would be sent where, sending nothing."""
+        return replay.run(self, line)
 
     # ---- %rtk SUBCOMMAND ---------------------------------------------------------------------
     @line_magic

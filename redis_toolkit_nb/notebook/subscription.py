@@ -138,8 +138,9 @@ class Subscription:
         return frames.expand(self.df, sep=sep)
 
     def export(self, path: str | Path) -> Path:
-        """Write ``df`` to ``.parquet``, ``.csv`` or ``.json`` (payloads as JSON text, so any
-        mix of payload types can be written); return the path."""
+        """Write ``df`` to ``.parquet``, ``.csv`` or ``.json``/``.jsonl`` (JSON Lines, times to
+        the nanosecond); payloads as JSON text, so any mix of payload types can be written.
+        Return the path. ``redis_toolkit_nb.read_capture(path)`` reads it back as ``df``."""
         path = Path(path)
         frame = frames.exportable(self.df)
         suffix = path.suffix.lower()
@@ -147,10 +148,12 @@ class Subscription:
             frame.to_parquet(path, index=False)
         elif suffix == ".csv":
             frame.to_csv(path, index=False)
-        elif suffix == ".json":
-            frame.to_json(path, orient="records", lines=True, date_format="iso")
+        elif suffix in (".json", ".jsonl"):
+            frames.write_json_lines(frame, path)
         else:
-            raise ValueError(f"export to .parquet, .csv or .json, not {path.suffix or path.name}")
+            raise ValueError(
+                f"export to .parquet, .csv or .json/.jsonl, not {path.suffix or path.name}"
+            )
         return path
 
     @property
