@@ -158,6 +158,7 @@ class RtkMagics(Magics):
     @_usage_errors
     def rtk_subscribe(self, line: str, cell: str | None = None) -> Any:
         """%%rtk_subscribe CHANNEL_OR_PATTERN [...] [--name NAME] [--max-rows N] [--decode M]
+        [--seq-field FIELD]
 
         (``%rtk_subscribe ...`` on one line, or ``%%rtk_subscribe`` with an empty body, starts
         it without a body.)
@@ -166,7 +167,8 @@ class RtkMagics(Magics):
         body, if any, runs for every message with ``channel``, ``data`` and ``message`` bound
         (its ``print`` goes to the panel's log; an error is logged and counted). The
         subscription is bound to NAME (default ``sub_<channel>``); re-running the cell
-        replaces it.
+        replaces it. ``--seq-field seq``: check that field of dict payloads for gaps,
+        duplicates and reordering per channel (``NAME.gaps()``, and the panel's counters).
         """
         tokens = parsing.split_line(line, "%%rtk_subscribe")
         args = parsing.subscribe_parser().parse_args(tokens)
@@ -191,6 +193,7 @@ class RtkMagics(Magics):
             decode=args.decode,
             body=body,
             log_size=self.log_size,
+            seq_field=args.seq_field,
         )
 
     # ---- %rtk_request -----------------------------------------------------------------------

@@ -61,12 +61,14 @@ def _positive_float(text: str) -> float:
 
 
 def subscribe_parser() -> MagicParser:
-    """``%%rtk_subscribe CHANNEL_OR_PATTERN [...] [--name NAME] [--max-rows N] [--decode M]``."""
+    """``%%rtk_subscribe CHANNEL_OR_PATTERN [...] [--name NAME] [--max-rows N] [--decode M]
+    [--seq-field FIELD]``."""
     p = MagicParser("%%rtk_subscribe")
     p.add_argument("names", nargs="+", metavar="CHANNEL_OR_PATTERN")
     p.add_argument("--name", default=None, help="variable the subscription is bound to")
     p.add_argument("--max-rows", type=_positive_int, default=None, dest="max_rows")
     p.add_argument("--decode", choices=("auto", "json", "raw"), default="auto")
+    p.add_argument("--seq-field", default=None, dest="seq_field", metavar="FIELD")
     return p
 
 

@@ -41,6 +41,8 @@ class Snapshot:
     #: Recent handler errors (time, channel, data, exception, traceback) and print output.
     failures: tuple[tuple[float, Any, Any, BaseException, str], ...]
     prints: tuple[tuple[float, Any, str], ...]
+    #: With ``--seq-field``: (gaps, messages missing, duplicates, reordered); else None.
+    sequence: tuple[int, int, int, int] | None = None
 
     def key(self) -> tuple[Any, ...]:
         """What the view depends on besides the rows: equal keys render identically."""
@@ -69,6 +71,7 @@ class Snapshot:
             self.failures[-1][0] if self.failures else None,
             len(self.prints),
             self.prints[-1][0] if self.prints else None,
+            self.sequence,
         )
 
 

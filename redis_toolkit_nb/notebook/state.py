@@ -142,6 +142,7 @@ class NotebookState:
         decode: str = "auto",
         body: CodeType | None = None,
         log_size: int = 50,
+        seq_field: str | None = None,
     ) -> Subscription:
         """Start a subscription bound to ``name`` in the namespace, replacing (stopping) any
         earlier one of that name."""
@@ -163,6 +164,7 @@ class NotebookState:
             log_size=log_size,
             on_stop=self._forget,
             timezone=self._timezone,
+            seq_field=seq_field,
         )
         with self._lock:
             self.subscriptions[name] = sub

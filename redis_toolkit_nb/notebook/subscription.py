@@ -49,11 +49,12 @@ class Subscription:
         log_size: int = 50,
         on_stop: Callable[[Subscription], Any] | None = None,
         timezone: Callable[[], str] = lambda: "UTC",
+        seq_field: str | None = None,
     ) -> None:
         self.name = name
         self.max_rows = max_rows
         self.requested = list(names)
-        self._options = RedisOptions(buffer_size=max_rows, decode=decode)
+        self._options = RedisOptions(buffer_size=max_rows, decode=decode, seq_field=seq_field)
         self._body = body
         self._namespace = namespace if namespace is not None else {}
         self._on_stop = on_stop
@@ -156,6 +157,21 @@ class Subscription:
             )
         return path
 
+    def gaps(self) -> pd.DataFrame:
+        """Gaps, duplicates and reordering of the ``--seq-field`` per channel, oldest first:
+        ``time``, ``channel``, ``kind`` (``gap``/``duplicate``/``reorder``), ``expected`` (the
+        number due), ``got``, ``missing`` (a gap: the numbers skipped; a reorder: -1, one came
+        late; so the column sums to the messages missing now) and ``disconnected`` (the
+        subscriber lost its connection since the channel's previous message: at-most-once
+        delivery at work). Counted from the start, beyond ``max_rows``; ``clear()`` keeps it."""
+        tracker = self.subscriber.sequence
+        if tracker is None:
+            raise ValueError(
+                f"{self.name}.gaps(): this subscription does not check sequence numbers; "
+                "start it with --seq-field FIELD (e.g. %%rtk_subscribe ... --seq-field seq)"
+            )
+        return frames.sequence_frame(list(tracker.events), self.timezone)
+
     @property
     def stats(self) -> SubscriberStats:
         """received, delivered, dropped, handler_errors, decode_errors, reconnects, rate, ..."""
@@ -207,7 +223,15 @@ class Subscription:
             stopped_at=stopped_at,
             failures=tuple(self.subscriber.failures),
             prints=tuple(self.prints),
+            sequence=self._sequence_totals(),
         )
+
+    def _sequence_totals(self) -> tuple[int, int, int, int] | None:
+        tracker = self.subscriber.sequence
+        if tracker is None:
+            return None
+        t = tracker.totals()
+        return (t.gaps, t.missing, t.duplicates, t.reorders)
 
     # ---- control -----------------------------------------------------------------------------
     @property
