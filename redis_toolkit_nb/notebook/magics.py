@@ -25,7 +25,7 @@ from IPython.core.magic import (
 from traitlets import Bool, Float, Int, TraitError, Unicode, observe, validate
 
 from .. import ToolkitError, mask_url
-from . import parsing, replay
+from . import expect, parsing, replay
 from .errors import body_filename, register_body
 from .publishing import publish_repeated
 from .refresher import REFRESHER
@@ -225,6 +225,17 @@ class RtkMagics(Magics):
         ``feed.export()``), keeping its gaps divided by X (0: as fast as possible); returns
         the summary. ``--dry-run`` returns what would be sent where, sending nothing."""
         return replay.run(self, line)
+
+    # ---- %rtk_expect (notebook/expect.py) ----------------------------------------------------
+    @line_magic
+    @_usage_errors
+    def rtk_expect(self, line: str) -> Any:
+        """%rtk_expect NAME [count>=N] [channel=C] [within=S] [no-gaps] [fields=a,b.c]
+
+        ``NAME.expect(...)`` as a line: wait up to S seconds (default 5) for at least N
+        messages (on channel C, a name or glob), with no sequence gap and these fields;
+        otherwise an ``AssertionError`` saying what was expected and what arrived."""
+        return expect.run(self, line)
 
     # ---- %rtk SUBCOMMAND ---------------------------------------------------------------------
     @line_magic

@@ -6,7 +6,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from types import CodeType
 from typing import Any
@@ -171,6 +171,27 @@ class Subscription:
                 "start it with --seq-field FIELD (e.g. %%rtk_subscribe ... --seq-field seq)"
             )
         return frames.sequence_frame(list(tracker.events), self.timezone)
+
+    def expect(
+        self,
+        count: int | None = None,
+        channel: str | None = None,
+        within: float = 5.0,
+        no_gaps: bool = False,
+        fields: Iterable[str] | Mapping[str, Any] | None = None,
+    ) -> Any:
+        """Wait up to ``within`` seconds until at least ``count`` messages (None: one) were
+        delivered (on ``channel``, a name or a glob such as ``orders*``; counted since the
+        start or the last ``clear()``), then check the rest; raise ``AssertionError`` saying
+        what was expected and what arrived, else return what was met.
+
+        ``no_gaps``: no sequence gap on those channels (needs ``--seq-field``); ``fields``:
+        every kept message (``df``) on them has these fields (dotted paths into dict
+        payloads), or, given a mapping, has these values.
+        """
+        from .expect import expect
+
+        return expect(self, count, channel, within, no_gaps, fields)
 
     @property
     def stats(self) -> SubscriberStats:
