@@ -24,6 +24,8 @@ class Subscription:
     """A running subscription started from a notebook.
 
     ``df`` is a DataFrame of the newest ``max_rows`` messages (oldest first) built when read;
+    ``export()`` writes it (``read_capture`` and ``%rtk_replay`` read it back); ``gaps()``
+    lists sequence gaps (with ``seq_field``); ``expect()`` waits for and checks traffic;
     ``stats`` the subscriber's figures; ``stop()``, ``pause()``, ``resume()``, ``discard()``
     and ``clear()`` control it; displaying it shows its live panel; ``snapshot()`` is what the
     panel shows.
