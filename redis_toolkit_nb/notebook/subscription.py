@@ -165,7 +165,8 @@ class Subscription:
         number due), ``got``, ``missing`` (a gap: the numbers skipped; a reorder: -1, one came
         late; so the column sums to the messages missing now) and ``disconnected`` (the
         subscriber lost its connection since the channel's previous message: at-most-once
-        delivery at work). Counted from the start, beyond ``max_rows``; ``clear()`` keeps it."""
+        delivery at work). Counted from the start, beyond ``max_rows`` (the newest 10,000
+        events; the panel's totals count every one); ``clear()`` keeps it."""
         tracker = self.subscriber.sequence
         if tracker is None:
             raise ValueError(
