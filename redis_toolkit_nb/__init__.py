@@ -8,9 +8,11 @@ notebook layer lives in ``redis_toolkit_nb.notebook`` and is loaded by
 from __future__ import annotations
 
 from ._buffer import Message, MessageBuffer
+from ._capture import read_capture
 from ._codec import decode, encode
 from ._connection import DEFAULT_URL, resolve_url
 from ._options import RedisOptions
+from ._replay import ReplaySummary, replay_plan
 from ._stats import SubscriberStats
 from ._subscriber import Subscriber, active_subscribers
 from ._toolkit import RedisToolkit
@@ -44,6 +46,7 @@ __all__ = [
     "RedisServer",
     "RedisToolkit",
     "RemoteError",
+    "ReplaySummary",
     "RequestTimeout",
     "SerializationError",
     "Subscriber",
@@ -57,6 +60,8 @@ __all__ = [
     "encode",
     "load_ipython_extension",
     "mask_url",
+    "read_capture",
+    "replay_plan",
     "resolve_url",
     "unload_ipython_extension",
 ]

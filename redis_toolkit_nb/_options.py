@@ -80,6 +80,10 @@ class RedisOptions:
     subscribe_timeout: float = 10.0
     #: Seconds allowed to open a TCP connection.
     connect_timeout: float = 5.0
+    #: A field of dict payloads numbered by the publisher (a dotted path: ``"seq"``,
+    #: ``"meta.seq"``): the subscriber then finds gaps, duplicates and reordering per channel
+    #: (``subscriber.sequence``). None: no checking, and no cost per message.
+    seq_field: str | None = None
 
     def __post_init__(self) -> None:
         self.validate()
@@ -146,6 +150,13 @@ class RedisOptions:
         _positive("health_check_interval", self.health_check_interval)
         _positive("subscribe_timeout", self.subscribe_timeout)
         _positive("connect_timeout", self.connect_timeout)
+        _check(
+            self.seq_field is None
+            or (isinstance(self.seq_field, str) and all(self.seq_field.split("."))),
+            "seq_field",
+            self.seq_field,
+            "must be None or a field name (a dotted path such as 'seq' or 'meta.seq')",
+        )
 
     @property
     def logging_level(self) -> int:

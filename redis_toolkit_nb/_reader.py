@@ -21,6 +21,7 @@ import select
 import socket
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import Any, NoReturn
 
@@ -147,6 +148,8 @@ class Reader:
 
         self.attempts = 0
         self.disconnects = 0
+        #: When (``time.time()``) the newest losses happened (sequence gaps are matched to them).
+        self.losses: deque[float] = deque(maxlen=100)
         self.reconnects = 0
         #: Replies cut short when a link ended (or was closed) in their middle: each one a
         #: message lost in transit (see SubscriberStats.truncated).
@@ -260,6 +263,7 @@ class Reader:
                     break
                 # Never expected; counted and reported like a lost link, and re-established.
                 self.disconnects += 1
+                self.losses.append(time.time())
                 self.subs.set_error(f"reader failed: {exc!r}", exc)
                 logger.exception("subscriber %s: the reader failed; reconnecting", self.name)
             finally:
@@ -432,6 +436,7 @@ class Reader:
         under the overflow policy), the rest of a reply cut short is dropped."""
         self.subs.lost()
         self.disconnects += 1
+        self.losses.append(time.time())
         self.subs.set_error(f"connection lost: {exc}", exc)
         logger.warning(
             "subscriber %s lost its connection (%s); reconnecting (messages published until "

@@ -22,6 +22,7 @@ from ._cluster import Cluster, SlotMap, addr_text, discover, probe, require_shar
 from ._dispatch import Dispatcher, Handler, Record
 from ._options import RedisOptions
 from ._reader import CHANNEL, PATTERN, SHARD, Reader, is_pattern, to_bytes
+from ._sequence import SequenceTracker
 from ._shards import ShardReaders
 from ._stats import NodeState, SubscriberStats
 from ._subscriptions import MoveClock
@@ -101,6 +102,12 @@ class Subscriber:
         self.name = name or f"rtk-sub-{next(_ids)}"
         size = self.options.buffer_size
         self.buffer: MessageBuffer | None = MessageBuffer(size) if size else None
+        #: Gaps, duplicates and reordering of ``options.seq_field`` per channel (None: off).
+        self.sequence: SequenceTracker | None = None
+        if self.options.seq_field:
+            # A step before on_message, only when asked for: no cost per message otherwise.
+            self.sequence = SequenceTracker(self.options.seq_field, self.loss_times)
+            on_message = self.sequence.wrap(on_message)
         self._dispatcher = Dispatcher(
             handler=handler,
             buffer=self.buffer,
@@ -417,6 +424,13 @@ class Subscriber:
     @property
     def stats(self) -> SubscriberStats:
         return self._stats(detail=True)
+
+    def loss_times(self) -> list[float]:
+        """When (``time.time()``) this subscriber's connections were lost, newest 100 each."""
+        readers = [self._reader]
+        if self._shards is not None:
+            readers += list(self._shards.readers.values())
+        return sorted(t for reader in readers for t in list(reader.losses))
 
     def totals(self) -> SubscriberStats:
         """``stats`` without the per-channel, per-pattern and per-link counts (left empty):

@@ -11,6 +11,7 @@ from redis.cluster import RedisCluster
 
 from . import _codec as codec
 from . import _publish as publisher
+from . import _replay
 from ._cluster import Cluster, discover, require_sharded
 from ._connection import make_client, resolve_url
 from ._errors import boundary, describe, scrub, translate
@@ -184,6 +185,29 @@ class RedisToolkit:
         return publisher.publish_many(
             self.client, channel, messages, self._cap, sharded=True, cluster=cluster
         )
+
+    def replay(
+        self,
+        frame: Any,
+        speed: float = 1.0,
+        channel_map: dict[Any, Any] | None = None,
+        prefix: str | None = None,
+        *,
+        progress: Callable[[int], object] | None = None,
+    ) -> _replay.ReplaySummary:
+        """Publish a capture again (``feed.df``, ``read_capture(path)``, or records
+        ``(time, channel, pattern, data, size)``), in order, keeping the gaps between the
+        messages divided by ``speed``; ``speed=0``: as fast as possible, each run of messages
+        to one channel pipelined (``publish_many``).
+
+        ``channel_map`` sends a channel's messages to another channel; ``prefix`` is put in
+        front of every target channel (after the map): replay into fresh channels without
+        touching the live ones. ``progress(n)`` is called after every n messages sent.
+        Returns a ``ReplaySummary``: messages sent, duration, and how late the sends were
+        against the schedule (p50/p99/max).
+        """
+        steps = _replay.replay_plan(frame, speed, channel_map, prefix)
+        return _replay.replay(self, steps, speed, progress)
 
     # ---- subscribing -------------------------------------------------------------------------
     def _require_subscriber(self) -> Subscriber:

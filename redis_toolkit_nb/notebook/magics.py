@@ -26,7 +26,7 @@ from IPython.core.magic_arguments import argument, magic_arguments
 from traitlets import Bool, Float, Int, TraitError, Unicode, observe, validate
 
 from .. import ToolkitError, mask_url
-from . import parsing
+from . import expect, parsing, replay
 from .errors import body_filename, register_body
 from .publishing import publish_repeated
 from .refresher import REFRESHER
@@ -209,6 +209,14 @@ class RtkMagics(Magics):
         help="payload decoding: auto (JSON if it parses), json (else a decode error) or raw",
     )
     @argument(
+        "--seq-field",
+        default=None,
+        dest="seq_field",
+        metavar="FIELD",
+        help="check this (dotted) integer field of dict payloads for gaps, duplicates and "
+        "reordering per channel: NAME.gaps() and the panel's counters",
+    )
+    @argument(
         "--sharded",
         action="store_true",
         help="sharded channels (SSUBSCRIBE, Redis 7.0+; names taken literally): on a cluster "
@@ -223,6 +231,8 @@ class RtkMagics(Magics):
         logged and counted). The subscription is bound to NAME (default ``sub_<channel>``);
         re-running the cell replaces it. Its ``df`` says which ``kind`` of subscription
         delivered each row (channel, pattern or sharded) and from which ``node``.
+        ``--seq-field seq``: check that field of dict payloads for gaps, duplicates and
+        reordering per channel (``NAME.gaps()``, and the panel's counters).
         """
         args = parsing.parse_magic_args(RtkMagics.rtk_subscribe, line, "%%rtk_subscribe")
         body = None
@@ -247,6 +257,7 @@ class RtkMagics(Magics):
             body=body,
             log_size=self.log_size,
             sharded=args.sharded,
+            seq_field=args.seq_field,
         )
 
     # ---- %rtk_request -----------------------------------------------------------------------
@@ -267,6 +278,28 @@ class RtkMagics(Magics):
         payload = parsing.Payload(parts[1], self.shell.user_ns if self.shell else {})
         self._ensure_connected()
         return self.state.toolkit.request(parts[0], payload.value(None), timeout=timeout)
+
+    # ---- %rtk_replay (notebook/replay.py) ----------------------------------------------------
+    @line_magic
+    @_usage_errors
+    def rtk_replay(self, line: str) -> Any:
+        """%rtk_replay SOURCE [--speed X] [--map OLD=NEW ...] [--prefix P] [--limit N] [--dry-run]
+
+        Publish a capture again (SOURCE: a DataFrame or subscription variable, or a file from
+        ``feed.export()``), keeping its gaps divided by X (0: as fast as possible); returns
+        the summary. ``--dry-run`` returns what would be sent where, sending nothing."""
+        return replay.run(self, line)
+
+    # ---- %rtk_expect (notebook/expect.py) ----------------------------------------------------
+    @line_magic
+    @_usage_errors
+    def rtk_expect(self, line: str) -> Any:
+        """%rtk_expect NAME [count>=N] [channel=C] [within=S] [no-gaps] [fields=a,b.c]
+
+        ``NAME.expect(...)`` as a line: wait up to S seconds (default 5) for at least N
+        messages (on channel C, a name or glob), with no sequence gap and these fields;
+        otherwise an ``AssertionError`` saying what was expected and what arrived."""
+        return expect.run(self, line)
 
     # ---- %rtk SUBCOMMAND ---------------------------------------------------------------------
     @line_magic

@@ -56,7 +56,7 @@ def counters_text(snap: Snapshot, tz: str = "UTC") -> str:
     text = (
         f"received {s.received} · delivered {s.delivered} · "
         f"{snap.rates.now:.1f} msg/s now (last {snap.rates.window:g} s) · "
-        f"{snap.avg:.1f} msg/s avg since start · dropped {s.dropped} · "
+        f"{snap.avg:.1f} msg/s avg since start · dropped {s.dropped} · {_sequence(snap)}"
         f"handler errors {s.handler_errors} · decode errors {s.decode_errors} · "
         f"discarded {s.skipped} · reconnects {s.reconnects} · {state}"
     )
@@ -95,6 +95,17 @@ def nodes_html(snap: Snapshot, tz: str = "UTC") -> str:
             f"{escape(m.to_node)} at {clock(m.time, tz)}"
         )
     return f'<span class="rtk-nodes">{line}</span>'
+
+
+def _sequence(snap: Snapshot) -> str:
+    """``--seq-field``'s figures, beside the loss counters (in colour once any is non-zero)."""
+    if snap.sequence is None:
+        return ""
+    gaps, missing, duplicates, reorders = snap.sequence
+    text = f"gaps {gaps} (missing {missing}) · duplicates {duplicates} · reordered {reorders}"
+    if gaps or duplicates or reorders:
+        text = f'<b class="rtk-gaps" style="color:#c60">{text}</b>'
+    return text + " · "
 
 
 class LivePanel:

@@ -18,6 +18,22 @@ import orjson
 from IPython.core.error import UsageError
 
 
+class MagicParser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` whose errors become ``UsageError`` (a short message, no traceback,
+    and Run All stops) instead of printing usage and calling ``sys.exit``; for magics whose
+    line is more than options (``%rtk_replay SOURCE ...``)."""
+
+    def __init__(self, prog: str, **kwargs: Any) -> None:
+        super().__init__(prog=prog, add_help=False, allow_abbrev=False, **kwargs)
+
+    def error(self, message: str):  # noqa: ANN201 - argparse's signature
+        # format_usage() already begins with "usage: ".
+        raise UsageError(f"{self.prog}: {message}\n{self.format_usage().strip()}")
+
+    def exit(self, status: int = 0, message: str | None = None):  # noqa: ANN201
+        raise UsageError(message or f"{self.prog}: invalid arguments")
+
+
 def split_line(line: str, magic: str) -> list[str]:
     """Split a magic's line like a shell would; an unbalanced quote is a ``UsageError``."""
     try:

@@ -47,6 +47,8 @@ class Snapshot:
     nodes: dict[str, Any] = field(default_factory=dict)
     #: Channels seen moving to another node (``placement.Move``), oldest first.
     moves: tuple[Any, ...] = ()
+    #: With ``--seq-field``: (gaps, messages missing, duplicates, reordered); else None.
+    sequence: tuple[int, int, int, int] | None = None
 
     def key(self) -> tuple[Any, ...]:
         """What the view depends on besides the rows: equal keys render identically."""
@@ -80,6 +82,7 @@ class Snapshot:
             self.failures[-1][0] if self.failures else None,
             len(self.prints),
             self.prints[-1][0] if self.prints else None,
+            self.sequence,
         )
 
 

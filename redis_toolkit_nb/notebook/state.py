@@ -169,6 +169,7 @@ class NotebookState:
         body: CodeType | None = None,
         log_size: int = 50,
         sharded: bool = False,
+        seq_field: str | None = None,
     ) -> Subscription:
         """Start a subscription bound to ``name`` in the namespace, replacing (stopping) any
         earlier one of that name (``sharded``: ``names`` are sharded channels)."""
@@ -191,6 +192,7 @@ class NotebookState:
             on_stop=self._forget,
             timezone=self._timezone,
             sharded=sharded,
+            seq_field=seq_field,
         )
         with self._lock:
             self.subscriptions[name] = sub

@@ -6,7 +6,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from types import CodeType
 from typing import Any
@@ -25,6 +25,8 @@ class Subscription:
     """A running subscription started from a notebook.
 
     ``df`` is a DataFrame of the newest ``max_rows`` messages (oldest first) built when read;
+    ``export()`` writes it (``read_capture`` and ``%rtk_replay`` read it back); ``gaps()``
+    lists sequence gaps (with ``seq_field``); ``expect()`` waits for and checks traffic;
     ``stats`` the subscriber's figures; ``stop()``, ``pause()``, ``resume()``, ``discard()``
     and ``clear()`` control it; displaying it shows its live panel; ``snapshot()`` is what the
     panel shows.
@@ -51,6 +53,7 @@ class Subscription:
         on_stop: Callable[[Subscription], Any] | None = None,
         timezone: Callable[[], str] = lambda: "UTC",
         sharded: bool = False,
+        seq_field: str | None = None,
     ) -> None:
         self.name = name
         #: Whether ``names`` are sharded channels (SSUBSCRIBE) rather than channels/patterns.
@@ -59,7 +62,7 @@ class Subscription:
         self.placement = Placement()
         self.max_rows = max_rows
         self.requested = list(names)
-        self._options = RedisOptions(buffer_size=max_rows, decode=decode)
+        self._options = RedisOptions(buffer_size=max_rows, decode=decode, seq_field=seq_field)
         self._body = body
         self._namespace = namespace if namespace is not None else {}
         self._on_stop = on_stop
@@ -161,8 +164,9 @@ class Subscription:
         return frames.expand(self.df, sep=sep)
 
     def export(self, path: str | Path) -> Path:
-        """Write ``df`` to ``.parquet``, ``.csv`` or ``.json`` (payloads as JSON text, so any
-        mix of payload types can be written); return the path."""
+        """Write ``df`` to ``.parquet``, ``.csv`` or ``.json``/``.jsonl`` (JSON Lines, times to
+        the nanosecond); payloads as JSON text, so any mix of payload types can be written.
+        Return the path. ``redis_toolkit_nb.read_capture(path)`` reads it back as ``df``."""
         path = Path(path)
         frame = frames.exportable(self.df)
         suffix = path.suffix.lower()
@@ -170,11 +174,50 @@ class Subscription:
             frame.to_parquet(path, index=False)
         elif suffix == ".csv":
             frame.to_csv(path, index=False)
-        elif suffix == ".json":
-            frame.to_json(path, orient="records", lines=True, date_format="iso")
+        elif suffix in (".json", ".jsonl"):
+            frames.write_json_lines(frame, path)
         else:
-            raise ValueError(f"export to .parquet, .csv or .json, not {path.suffix or path.name}")
+            raise ValueError(
+                f"export to .parquet, .csv or .json/.jsonl, not {path.suffix or path.name}"
+            )
         return path
+
+    def gaps(self) -> pd.DataFrame:
+        """Gaps, duplicates and reordering of the ``--seq-field`` per channel, oldest first:
+        ``time``, ``channel``, ``kind`` (``gap``/``duplicate``/``reorder``), ``expected`` (the
+        number due), ``got``, ``missing`` (a gap: the numbers skipped; a reorder: -1, one came
+        late; so the column sums to the messages missing now) and ``disconnected`` (the
+        subscriber lost its connection since the channel's previous message: at-most-once
+        delivery at work). Counted from the start, beyond ``max_rows`` (the newest 10,000
+        events; the panel's totals count every one); ``clear()`` keeps it."""
+        tracker = self.subscriber.sequence
+        if tracker is None:
+            raise ValueError(
+                f"{self.name}.gaps(): this subscription does not check sequence numbers; "
+                "start it with --seq-field FIELD (e.g. %%rtk_subscribe ... --seq-field seq)"
+            )
+        return frames.sequence_frame(list(tracker.events), self.timezone)
+
+    def expect(
+        self,
+        count: int | None = None,
+        channel: str | None = None,
+        within: float = 5.0,
+        no_gaps: bool = False,
+        fields: Iterable[str] | Mapping[str, Any] | None = None,
+    ) -> Any:
+        """Wait up to ``within`` seconds until at least ``count`` messages (None: one) were
+        delivered (on ``channel``, a name or a glob such as ``orders*``; counted since the
+        start or the last ``clear()``), then check the rest; raise ``AssertionError`` saying
+        what was expected and what arrived, else return what was met.
+
+        ``no_gaps``: no sequence gap on those channels (needs ``--seq-field``); ``fields``:
+        every kept message (``df``) on them has these fields (dotted paths into dict
+        payloads), or, given a mapping, has these values.
+        """
+        from .expect import expect
+
+        return expect(self, count, channel, within, no_gaps, fields)
 
     @property
     def stats(self) -> SubscriberStats:
@@ -243,7 +286,15 @@ class Subscription:
             sharded=tuple(sharded),
             nodes=dict(nodes),
             moves=tuple(self.placement.moves),
+            sequence=self._sequence_totals(),
         )
+
+    def _sequence_totals(self) -> tuple[int, int, int, int] | None:
+        tracker = self.subscriber.sequence
+        if tracker is None:
+            return None
+        t = tracker.totals()
+        return (t.gaps, t.missing, t.duplicates, t.reorders)
 
     # ---- control -----------------------------------------------------------------------------
     @property
