@@ -182,6 +182,37 @@ class LoopbackCluster:
                 with self.client(port) as c:
                     c.execute_command("CLUSTER SETSLOT", slot, "NODE", dst_id)
 
+    def reshard(self, src: int, dst: int, count: int) -> None:
+        """``<cli> --cluster reshard``: move ``src``'s ``count`` lowest slots to ``dst``, then
+        wait until every node agrees (the next reshard checks that they do)."""
+        subprocess.run(
+            [
+                self.cli,
+                "--cluster",
+                "reshard",
+                f"127.0.0.1:{src}",
+                "--cluster-from",
+                self.node_id(src),
+                "--cluster-to",
+                self.node_id(dst),
+                "--cluster-slots",
+                str(count),
+                "--cluster-yes",
+            ],
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            timeout=30,
+        )
+        self.ready()
+
+    def acl_user(self, *rules: str) -> None:
+        """``ACL SETUSER`` on every running node (a cluster does not propagate ACLs)."""
+        for port, node in self.nodes.items():
+            if node.running:
+                with self.client(port) as c:
+                    c.execute_command("ACL", "SETUSER", *rules)
+
     def failover(self, replica: int, takeover: bool = False) -> None:
         """``CLUSTER FAILOVER`` on ``replica`` (once its link to its master is up: a manual
         failover waits for the replica to be in sync); returns once it serves slots.

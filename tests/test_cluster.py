@@ -312,3 +312,46 @@ def test_kill_a_master(cluster, no_thread_leaks):
         cluster.failover(master, takeover=True)
         cluster.ready()
     _invariant(s)
+
+
+def _name_in_slots(prefix: str, slots: range) -> str:
+    """A channel name whose slot is in ``slots``."""
+    return next(f"{prefix}{i}" for i in range(10**6) if key_slot(f"{prefix}{i}".encode()) in slots)
+
+
+def test_cluster_reshard_and_back(cluster, no_thread_leaks):
+    """``--cluster reshard`` moves the lowest slots of the source: a channel in them is
+    followed to the target and back, delivery goes on, each move counted, the gap short."""
+    src = cluster.slot_owner(0)
+    dst = next(m for m in cluster.masters() if m != src)
+    channel = _name_in_slots("resharded:", range(3))
+    rec = Recorder()
+    sub = RedisToolkit(url=cluster.url, sharded_channels=[channel], message_handler=rec)
+    pub = _Publisher(RedisToolkit(url=cluster.url), channel)
+    pub.start()
+    try:
+        _flowing(rec, channel)
+        cluster.reshard(src, dst, 3)
+        assert cluster.slot_owner(key_slot(channel.encode())) == dst  # the move happened
+        wait_until(lambda: sub.stats.moves == 1, what="the reshard followed")
+        assert sub.stats.nodes[f"127.0.0.1:{dst}"].sharded_channels == (channel,)
+        _flowing(rec, channel)
+        cluster.reshard(dst, src, 3)  # slots 0-2 are now the target's lowest: they go back
+        assert cluster.slot_owner(key_slot(channel.encode())) == src
+        wait_until(lambda: sub.stats.moves == 2, what="the reshard back followed")
+        _flowing(rec, channel)
+        s = sub.stats
+        assert s.connected and s.sharded_channels == (channel,)
+        assert s.nodes[f"127.0.0.1:{src}"].sharded_channels == (channel,)
+        assert s.max_move_gap_s < 0.05, s.max_move_gap_s
+        got = rec.of(channel)
+        assert got == sorted(got) and len(set(got)) == len(got)
+    finally:
+        pub.stop()
+        pub.toolkit.cleanup()
+        sub.cleanup()
+        for slot in range(3):
+            if cluster.slot_owner(slot) != src:
+                cluster.move_slot(slot, src)
+        cluster.ready()
+    _invariant(s)
