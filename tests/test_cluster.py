@@ -3,18 +3,20 @@ real 3-master + 3-replica loopback cluster per engine (started once per session)
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import threading
 import time
 
 import pytest
+import redis
 import test_faults
 from cluster_support import LoopbackCluster, cluster_cli
 from conftest import ENGINES, _binary, wait_until
 from redis.crc import key_slot
 
-from redis_toolkit_nb import RedisToolkit
+from redis_toolkit_nb import PublishError, RedisToolkit, SubscriptionError
 from redis_toolkit_nb._subscriptions import SHARD, ReplyError, Subscriptions, by_slot
 
 
@@ -354,4 +356,68 @@ def test_cluster_reshard_and_back(cluster, no_thread_leaks):
             if cluster.slot_owner(slot) != src:
                 cluster.move_slot(slot, src)
         cluster.ready()
+    _invariant(s)
+
+
+def test_acl_on_a_cluster(cluster, caplog, no_thread_leaks):
+    """An ACL user (set on every node) allowed ``allowed:*`` only: a refused sharded
+    subscription or publish is a clear error with the server's refusal as its cause, the
+    permitted channels work on every shard, and the password shows up nowhere."""
+    caplog.set_level(logging.DEBUG, logger="redis_toolkit_nb")
+    password = "carol-Cluster-pw-7731"
+    rules = ["on", f">{password}", "~*", "+@all", "resetchannels", "&allowed:*"]
+    cluster.acl_user("carol", "reset", *rules)
+    seed = cluster.any_master()
+    url = f"redis://carol:{password}@127.0.0.1:{seed}/0"
+    allowed = _names_per_master(cluster, "allowed:")
+    # Refused names owned by another master than the one the toolkit was given.
+    secret = next(n for m, n in _names_per_master(cluster, "secret:").items() if m != seed)
+    texts: list[str] = []
+
+    def refused(error: pytest.ExceptionInfo, kind: type) -> None:
+        assert isinstance(error.value, kind)
+        assert isinstance(error.value.__cause__, redis.exceptions.NoPermissionError)
+        texts.extend([str(error.value), repr(error.value), str(error.value.__cause__)])
+
+    with pytest.raises(SubscriptionError, match=secret) as info:
+        RedisToolkit(url=url, sharded_channels=[secret], message_handler=print)
+    refused(info, SubscriptionError)
+    rec = Recorder()
+    sub = RedisToolkit(url=url, sharded_channels=list(allowed.values()), message_handler=rec)
+    pub = RedisToolkit(url=url)
+    try:
+        assert len([n for n in sub.stats.nodes.values() if n.sharded_channels]) == 3
+        for name in allowed.values():
+            assert pub.publisher(name, name, sharded=True) == 1
+        wait_until(lambda: len(rec.items) == 3, what="a message from every shard")
+        with pytest.raises(SubscriptionError, match=secret) as info:
+            sub.subscribe(secret, sharded=True)
+        refused(info, SubscriptionError)
+        assert sub.stats.sharded_channels == tuple(allowed.values())  # untouched
+        # A permitted and a refused name in one call: the permitted one is kept.
+        with pytest.raises(SubscriptionError, match=secret) as info:
+            sub.subscribe("allowed:late", secret, sharded=True)
+        wait_until(lambda: "allowed:late" in sub.stats.sharded_channels, what="allowed:late kept")
+        assert pub.publisher("allowed:late", "late", sharded=True) == 1
+        rec.wait_for(("allowed:late", "late"))
+        with pytest.raises(PublishError) as info:
+            pub.publisher(secret, 1, sharded=True)
+        refused(info, PublishError)
+        with pytest.raises(PublishError) as info:
+            pub.publish_many(secret, [1, 2], sharded=True)
+        texts += [str(info.value), repr(info.value)]
+        s = sub.stats
+        assert s.connected and secret not in s.sharded_channels
+        texts += [repr(s), str(s.last_error), repr(sub), repr(pub), sub.url, pub.url]
+    finally:
+        sub.cleanup()
+        pub.cleanup()
+        for port, node in cluster.nodes.items():
+            if node.running:
+                with cluster.client(port) as c:
+                    c.execute_command("ACL", "DELUSER", "carol")
+    assert caplog.records, "nothing was logged: the test would prove nothing"
+    texts += [r.getMessage() for r in caplog.records] + [caplog.text]
+    leaks = [t for t in texts if password in t]
+    assert not leaks, leaks
     _invariant(s)
