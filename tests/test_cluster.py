@@ -3,6 +3,7 @@ real 3-master + 3-replica loopback cluster per engine (started once per session)
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import signal
@@ -87,6 +88,22 @@ def test_sharded_on_a_standalone_server(server, no_thread_leaks):
     finally:
         sub.cleanup()
         pub.cleanup()
+
+
+def test_asking_whether_it_is_a_cluster_leaves_no_connection(own_server):
+    """Classic publishing asks once whether the server is a cluster node (to move when that
+    node is lost): the side connection is closed at once, not left to the garbage collector."""
+    admin = redis.Redis.from_url(own_server.url)
+    before = len(admin.client_list())
+    gc.disable()  # a reference cycle must not be what closes it
+    try:
+        with RedisToolkit(url=own_server.url) as pub:
+            assert pub.publisher("x", 1) == 0
+            assert pub.cluster is None
+            assert len(admin.client_list()) == before + 1  # the publishing connection only
+    finally:
+        gc.enable()
+        admin.close()
 
 
 # ---- a real cluster per engine ----------------------------------------------------------------
@@ -421,3 +438,55 @@ def test_acl_on_a_cluster(cluster, caplog, no_thread_leaks):
     leaks = [t for t in texts if password in t]
     assert not leaks, leaks
     _invariant(s)
+
+
+def _restore_master(cluster: LoopbackCluster, port: int) -> None:
+    """Restart a killed master; if its replica was promoted meanwhile, fail back."""
+    node = cluster.nodes[port]
+    node.start()
+    wait_until(
+        lambda: port in cluster.masters() or cluster.replica_up(port),
+        timeout=20,
+        what="the node rejoined",
+    )
+    if port not in cluster.masters():
+        cluster.failover(port, takeover=True)
+    cluster.ready()
+
+
+def test_classic_publishing_moves_when_its_node_dies(cluster, caplog, no_thread_leaks):
+    """``publisher()`` and ``publish_many()`` of classic channels, given one node of a
+    cluster, move to another node when that one is killed (any node relays a PUBLISH to
+    every subscriber); they stay there, and nothing is published twice."""
+    doomed = cluster.any_master()
+    survivor = next(m for m in cluster.masters() if m != doomed)
+    rec = Recorder()
+    sub = RedisToolkit(
+        url=f"redis://127.0.0.1:{survivor}/0", channels=["broadcast"], message_handler=rec
+    )
+    one = RedisToolkit(url=f"redis://127.0.0.1:{doomed}/0")
+    many = RedisToolkit(url=f"redis://127.0.0.1:{doomed}/0")
+    node = cluster.nodes[doomed]
+    try:
+        assert one.publisher("broadcast", "before") == 0  # the receiver is on another node
+        assert many.publish_many("broadcast", ["b1", "b2"]) == 2
+        rec.wait_for(("broadcast", "b2"))
+        os.kill(node.pid, signal.SIGKILL)
+        wait_until(lambda: not node.running, what="the node gone")
+        started = time.monotonic()
+        assert one.publisher("broadcast", "after") in (0, 1)  # 1 if the survivor took it
+        took = time.monotonic() - started
+        assert took < 1.0, took  # a few ms on loopback: no wait for a promotion
+        assert many.publish_many("broadcast", [f"m{i}" for i in range(3000)]) == 3000
+        assert one.publisher("broadcast", "again") in (0, 1)  # no second move
+        rec.wait_for(("broadcast", "again"))
+        got = [d for c, d in rec.items]
+        expected = ["before", "b1", "b2", "after", *(f"m{i}" for i in range(3000)), "again"]
+        assert got == expected  # each once, in order
+        moved = [r.getMessage() for r in caplog.records if "publishing moved" in r.message]
+        assert len(moved) == 2 and all(f"from 127.0.0.1:{doomed}" in m for m in moved), moved
+    finally:
+        for tk in (one, many, sub):
+            tk.cleanup()
+        if not node.running:
+            _restore_master(cluster, doomed)
