@@ -178,7 +178,13 @@ class RedisToolkit:
 
     def _learn_cluster(self) -> None:
         """Is classic publishing talking to a cluster (so it can move when its node is lost)?"""
-        self._detect(quiet=True)
+        try:
+            self._detect(quiet=True)
+        except ToolkitError as exc:
+            # E.g. an ACL user without CLUSTER SLOTS: publishing works, it just cannot move.
+            logger.debug("classic publishing cannot learn the cluster: %s", scrub(exc, self.client))
+            self._ask_cluster = False
+            return
         self._ask_cluster = not self._cluster_known  # unreachable just now: ask again later
 
     def _publish_elsewhere(self, channel: str | bytes, payload: bytes, lost: Exception) -> int:

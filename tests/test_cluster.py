@@ -490,3 +490,20 @@ def test_classic_publishing_moves_when_its_node_dies(cluster, caplog, no_thread_
             tk.cleanup()
         if not node.running:
             _restore_master(cluster, doomed)
+
+
+def test_classic_publishing_by_a_user_who_may_not_read_the_slot_map(cluster):
+    """An ACL user without ``CLUSTER SLOTS`` publishes classic channels as before (the toolkit
+    cannot learn the other nodes, so it cannot move: that must not fail the publish)."""
+    password = "dave-NoSlots-pw-5"
+    cluster.acl_user("dave", "reset", "on", f">{password}", "~*", "&*", "+@all", "-cluster")
+    try:
+        with RedisToolkit(url=f"redis://dave:{password}@127.0.0.1:{cluster.any_master()}/0") as tk:
+            assert tk.publisher("plain", 1) == 0
+            assert tk.publish_many("plain", [1, 2]) == 2
+            assert tk.publisher("plain", 2) == 0
+    finally:
+        for port, node in cluster.nodes.items():
+            if node.running:
+                with cluster.client(port) as c:
+                    c.execute_command("ACL", "DELUSER", "dave")
