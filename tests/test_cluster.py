@@ -507,3 +507,42 @@ def test_classic_publishing_by_a_user_who_may_not_read_the_slot_map(cluster):
             if node.running:
                 with cluster.client(port) as c:
                     c.execute_command("ACL", "DELUSER", "dave")
+
+
+def test_resp3_on_a_cluster(cluster, no_thread_leaks):
+    """``?protocol=3``: every node's connection speaks RESP3 (confirmations and messages are
+    pushes), sharded channels on every shard, a classic channel and a move all work."""
+    names = _names_per_master(cluster, "resp3:")
+    moving = names[cluster.any_master()]
+    slot = key_slot(moving.encode())
+    home = cluster.slot_owner(slot)
+    other = next(m for m in cluster.masters() if m != home)
+    url = f"{cluster.url}?protocol=3"
+    rec = Recorder()
+    sub = RedisToolkit(
+        url=url, channels=["plain3"], sharded_channels=list(names.values()), message_handler=rec
+    )
+    pub = RedisToolkit(url=url)
+    try:
+        assert sub.client.connection_pool.connection_kwargs.get("protocol") == 3
+        for master in names:  # every node's reader speaks RESP3
+            with cluster.client(master) as c:
+                assert "3" in {e.get("resp") for e in c.client_list(_type="pubsub")}, master
+        for name in names.values():
+            assert pub.publish_many(name, range(100), sharded=True) == 100
+        assert pub.publisher("plain3", "classic") in (0, 1)
+        wait_until(lambda: len(rec.items) == 301, what="every message over RESP3")
+        cluster.move_slot(slot, other)
+        wait_until(lambda: sub.stats.moves == 1, what="the move followed")
+        assert pub.publisher(moving, "moved", sharded=True) == 1
+        rec.wait_for((moving, "moved"))
+        for name in names.values():
+            assert rec.of(name)[:100] == list(range(100))
+        s = sub.stats
+        assert s.connected and s.max_move_gap_s < 0.05, s.max_move_gap_s
+    finally:
+        sub.cleanup()
+        pub.cleanup()
+        if cluster.slot_owner(slot) != home:
+            cluster.move_slot(slot, home)
+    _invariant(s)
