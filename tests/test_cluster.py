@@ -13,6 +13,7 @@ import time
 import pytest
 import redis
 import test_faults
+from _proxy import TcpProxy
 from cluster_support import LoopbackCluster, cluster_cli
 from conftest import ENGINES, _binary, wait_until
 from redis.crc import key_slot
@@ -546,3 +547,78 @@ def test_resp3_on_a_cluster(cluster, no_thread_leaks):
         if cluster.slot_owner(slot) != home:
             cluster.move_slot(slot, home)
     _invariant(s)
+
+
+def _cut_and_recover(
+    proxy: TcpProxy,
+    sub: RedisToolkit,
+    pub: RedisToolkit,
+    rec: Recorder,
+    channel: str,
+    sharded: bool,
+    n: int,
+) -> None:
+    """Cut the proxied link in the middle of a 200 KB message on ``channel`` (the ``n``-th
+    cut), then check the recovery."""
+    assert pub.publisher(channel, "before", sharded=sharded) in (0, 1)
+    rec.wait_for((channel, "before"))
+    big = "x" * 200_000
+    sent_before = proxy.downstream_bytes
+    proxy.cut_after(100_000)  # half of the next message, then RST both ways
+    pub.publisher(channel, big, sharded=sharded)
+    wait_until(lambda: proxy.resets >= n, what="the proxy cut the link mid-message")
+    assert proxy.downstream_bytes - sent_before >= 100_000
+    wait_until(
+        lambda: (
+            sub.stats.reconnects >= n
+            and sub.stats.connected
+            and channel in (sub.stats.sharded_channels if sharded else sub.stats.channels)
+        ),
+        timeout=5,
+        what=f"{channel} subscribed again after the cut",
+    )
+    assert sub.stats.truncated == n  # the half message is counted as lost, not hidden
+    assert (channel, big) not in rec.items
+    assert pub.publisher(channel, "after", sharded=sharded) in (0, 1)
+    rec.wait_for((channel, "after"))
+
+
+def test_link_cut_mid_message_to_one_node(cluster, no_thread_leaks):
+    """A node's link cut in the middle of a message (a proxy in front of the node, which
+    announces the proxy's port): its readers reconnect, count the half message as truncated
+    and lost, and receive what comes next, like on one server; the other nodes never notice."""
+    node = cluster.any_master()
+    far = next(m for m in cluster.masters() if m != node)
+    sharded = _names_per_master(cluster, "cut:")
+    mine, other = sharded[node], sharded[far]
+    rec = Recorder()
+    with TcpProxy("127.0.0.1", node) as proxy:
+        with cluster.client(node) as c:
+            c.config_set("cluster-announce-port", proxy.port)
+        sub = pub = None
+        try:
+            wait_until(lambda: cluster.slot_owner(key_slot(mine.encode()), node) == proxy.port)
+            sub = RedisToolkit(
+                url=proxy.url,
+                channels=["cut:plain"],
+                sharded_channels=[mine, other],
+                message_handler=rec,
+                options=test_faults.FAST,
+            )
+            pub = RedisToolkit(url=f"redis://127.0.0.1:{far}/0")
+            through = f"127.0.0.1:{proxy.port}"
+            assert sub.stats.nodes[through].sharded_channels == (mine,)  # read via the proxy
+            _cut_and_recover(proxy, sub, pub, rec, mine, sharded=True, n=1)
+            _cut_and_recover(proxy, sub, pub, rec, "cut:plain", sharded=False, n=2)
+            assert pub.publisher(other, "untouched", sharded=True) == 1
+            rec.wait_for((other, "untouched"))
+            assert sub.stats.nodes[f"127.0.0.1:{far}"].connected
+            _invariant(sub.stats)
+        finally:
+            for tk in (sub, pub):
+                if tk is not None:
+                    tk.cleanup()
+            with cluster.client(node) as c:
+                c.config_set("cluster-announce-port", 0)
+            wait_until(lambda: node in cluster.masters(), what="the real port announced again")
+            cluster.ready()
