@@ -6,7 +6,9 @@ from __future__ import annotations
 import gc
 import logging
 import os
+import shutil
 import signal
+import subprocess
 import threading
 import time
 
@@ -622,3 +624,76 @@ def test_link_cut_mid_message_to_one_node(cluster, no_thread_leaks):
                 c.config_set("cluster-announce-port", 0)
             wait_until(lambda: node in cluster.masters(), what="the real port announced again")
             cluster.ready()
+
+
+# ---- a TLS cluster (Redis 7 from PATH: the bundled Valkey is built without TLS) ---------------
+@pytest.fixture(scope="module")
+def tls_cluster(tmp_path_factory: pytest.TempPathFactory):
+    openssl, binary = shutil.which("openssl"), shutil.which("redis-server")
+    if not openssl or not binary:
+        pytest.fail("openssl and redis-server are needed for the TLS cluster")
+    d = tmp_path_factory.mktemp("tls-cluster")
+    cert, key = str(d / "cert.pem"), str(d / "key.pem")
+    subprocess.run(
+        [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+         "-keyout", key, "-out", cert],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    # Three masters, no replicas: what TLS changes is the links, not the failover.
+    lc = LoopbackCluster(binary, "redis-cli", replicas=0, tls=(cert, key))
+    try:
+        yield lc.start(), cert
+    finally:
+        lc.stop()
+
+
+def test_tls_cluster(tls_cluster, no_thread_leaks):
+    """Given one node's TLS address, every node is read over TLS (the slot map a TLS client
+    gets names the TLS ports), sharded and classic channels flow, and a move is followed."""
+    cluster, ca = tls_cluster
+    names = _names_per_master(cluster, "tls:")
+    seed = cluster.tls_ports[cluster.any_master()]
+
+    def client() -> redis.Redis:
+        return redis.Redis(host="127.0.0.1", port=seed, ssl=True, ssl_ca_certs=ca)
+
+    rec = Recorder()
+    sub = RedisToolkit(
+        redis=client(),
+        channels=["tls:plain"],
+        sharded_channels=list(names.values()),
+        message_handler=rec,
+    )
+    pub = RedisToolkit(redis=client())
+    moving = names[cluster.any_master()]
+    slot = key_slot(moving.encode())
+    home = cluster.slot_owner(slot)
+    other = next(m for m in cluster.masters() if m != home)
+    try:
+        tls_nodes = {f"127.0.0.1:{cluster.tls_ports[m]}" for m in names}
+        held = {a for a, n in sub.stats.nodes.items() if n.sharded_channels}
+        assert held == tls_nodes  # never a plain port
+        assert pub.cluster is not None
+        assert {
+            pub.cluster.client(a).connection_pool.connection_class for a in pub.cluster.map.masters
+        } == {redis.SSLConnection}
+        for name in names.values():
+            assert pub.publish_many(name, range(2000), sharded=True) == 2000
+        assert pub.publisher("tls:plain", "classic") in (0, 1)
+        wait_until(lambda: len(rec.items) == 6001, what="every message over TLS")
+        for name in names.values():
+            assert rec.of(name) == list(range(2000))
+        cluster.move_slot(slot, other)
+        wait_until(lambda: sub.stats.moves == 1, what="the move followed over TLS")
+        assert sub.stats.nodes[f"127.0.0.1:{cluster.tls_ports[other]}"].sharded_channels
+        assert pub.publisher(moving, "moved", sharded=True) == 1
+        rec.wait_for((moving, "moved"))
+        s = sub.stats
+        assert s.connected and s.max_move_gap_s < 0.05, s.max_move_gap_s
+    finally:
+        sub.cleanup()
+        pub.cleanup()
+        if cluster.slot_owner(slot) != home:
+            cluster.move_slot(slot, home)
+    _invariant(s)
