@@ -38,6 +38,12 @@ _LOST = (redis.ConnectionError, redis.TimeoutError)
 _MAX_HOPS = 5
 
 
+def connect(client: redis.Redis) -> None:
+    """Make sure ``client`` can reach its node (connect and authenticate one connection)."""
+    pool = client.connection_pool
+    pool.release(pool.get_connection(*_POOL_ARGS))
+
+
 def _channel_prefix(channel: str | bytes, sharded: bool = False) -> bytes:
     name = channel if isinstance(channel, bytes) else channel.encode("utf-8")
     command = b"$8\r\nSPUBLISH" if sharded else b"$7\r\nPUBLISH"

@@ -214,13 +214,8 @@ class RedisToolkit:
         the cluster (None on one server, or when no other node answers)."""
         if self._cluster is None:
             return None
-
-        def connect(client: redis.Redis) -> None:
-            pool = client.connection_pool
-            pool.release(pool.get_connection())
-
         try:
-            self._move_classic(lost, connect)
+            self._move_classic(lost, publisher.connect)
         except (redis.RedisError, OSError):
             return None
         return self._pub
