@@ -12,7 +12,8 @@ node is lost, by asking the other nodes (the lost one last) until one answers.
 from __future__ import annotations
 
 import threading
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import redis
 from redis.crc import REDIS_CLUSTER_HASH_SLOTS, key_slot
@@ -20,6 +21,7 @@ from redis.crc import REDIS_CLUSTER_HASH_SLOTS, key_slot
 from .exceptions import ToolkitError
 
 Addr = tuple[str, int]
+T = TypeVar("T")
 
 # Map refreshes must not hang on a dead node: a short connect and reply timeout for them.
 _PROBE_TIMEOUT = 0.5
@@ -105,7 +107,8 @@ def discover(client: redis.Redis) -> SlotMap | None:
     try:
         return _discover(probe)
     finally:
-        probe.close()
+        # Redis.close() leaves a pool it was given open: the socket would wait for the GC.
+        probe.connection_pool.disconnect()
 
 
 def _discover(client: redis.Redis) -> SlotMap | None:
@@ -213,6 +216,22 @@ class Cluster:
                 if attempt >= 1 or not self.refresh(avoid=addr) or self.owner(channel) == addr:
                     raise
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def fail_over(self, lost: Addr, attempt: Callable[[redis.Redis], T]) -> tuple[Addr, T]:
+        """Classic commands (``PUBLISH``) work on any node: after ``lost`` failed, refresh the
+        map from the other nodes and run ``attempt`` on each of them in turn (masters first)
+        until one answers. Returns that node and its answer; raises the last link error when
+        no node answers."""
+        self.refresh(avoid=lost)
+        last: BaseException | None = None
+        for addr in dict.fromkeys([*self.map.nodes, self.seed_addr]):
+            if addr == lost:
+                continue
+            try:
+                return addr, attempt(self.client(addr))
+            except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
+                last = exc
+        raise last or redis.ConnectionError("no other node of the cluster is known")
 
     def close(self) -> None:
         with self._lock:

@@ -8,7 +8,7 @@ from the client's own pool, so auth, TLS and the RESP version are redis-py's.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 import hiredis
@@ -16,7 +16,7 @@ import orjson
 import redis
 
 from . import _codec as codec
-from ._errors import boundary, server_error, translate
+from ._errors import CAUGHT, boundary, server_error, translate
 from ._sizecap import SizeCap
 from .exceptions import MessageTooLargeError, PublishError, SerializationError
 
@@ -31,8 +31,17 @@ _POOL_ARGS = ("PUBLISH",) if tuple(map(int, redis.__version__.split(".")[:2])) <
 _AS_IS = frozenset({bytes, bytearray, memoryview})
 
 
+# A node that cannot be reached (a cluster has others); a refused password is not that.
+_LOST = (redis.ConnectionError, redis.TimeoutError)
+
 # A cluster node's redirect answers every later command of the chunk too: follow so many.
 _MAX_HOPS = 5
+
+
+def connect(client: redis.Redis) -> None:
+    """Make sure ``client`` can reach its node (connect and authenticate one connection)."""
+    pool = client.connection_pool
+    pool.release(pool.get_connection(*_POOL_ARGS))
 
 
 def _channel_prefix(channel: str | bytes, sharded: bool = False) -> bytes:
@@ -49,6 +58,7 @@ def publish_many(
     *,
     sharded: bool = False,
     cluster: Cluster | None = None,
+    on_lost: Callable[[BaseException], redis.Redis | None] | None = None,
 ) -> int:
     """Publish every value of ``messages`` to ``channel``, in order; return how many.
 
@@ -56,7 +66,8 @@ def publish_many(
     the cap is refused after every value before it was published; the error says how many
     (``PublishError.published`` for a refusal by the server). ``sharded``: SPUBLISH; with
     ``cluster``, sent to the owner of the channel's slot, and what a ``MOVED`` answered is
-    sent again, in order, to the node it names.
+    sent again, in order, to the node it names. ``on_lost``: when ``client``'s node cannot be
+    reached (before anything is sent), the client of another node to use instead, or None.
     """
     prefix = _channel_prefix(channel, sharded)
     if cluster is not None:
@@ -67,8 +78,16 @@ def publish_many(
     check_finite = codec.check_finite
     limit = cap.limit
     # Connecting (and authenticating) happens here: wrap it like every other failure.
-    with boundary(client, f"publish to {channel!r}", PublishError):
+    try:
         conn = client.connection_pool.get_connection(*_POOL_ARGS)
+    except CAUGHT as exc:
+        lost = isinstance(exc, _LOST) and not isinstance(exc, redis.AuthenticationError)
+        elsewhere = on_lost(exc) if lost and on_lost is not None else None
+        if elsewhere is None:
+            raise translate(exc, client, f"publish to {channel!r}", PublishError) from exc
+        client = elsewhere
+        with boundary(client, f"publish to {channel!r}", PublishError):
+            conn = client.connection_pool.get_connection(*_POOL_ARGS)
     batch = _Chunks(client, conn, cluster)
     append = batch.parts.append
     ok = False
@@ -195,7 +214,7 @@ class _Chunks:
         self.client.connection_pool.release(self.conn)  # every reply read: clean
         self.client = self.cluster.client(addr)
         with boundary(self.client, "publish (following a MOVED)", PublishError):
-            self.conn = self.client.connection_pool.get_connection()
+            self.conn = self.client.connection_pool.get_connection(*_POOL_ARGS)
         self.replies = _Replies(self.conn)
         moved, self.moved = self.moved, []
         _write(self.client, self.conn, moved, self.published)

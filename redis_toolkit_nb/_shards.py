@@ -138,6 +138,12 @@ class ShardReaders:
                 # Short waits: a redirect re-homes a name on another thread's reader.
                 self.cv.wait(min(left, 0.05))
 
+    def refusal(self, name: bytes) -> BaseException | None:
+        """The server's refusal of ``name`` on whichever node refused it."""
+        with self._lock:
+            readers = list(self.readers.values())
+        return next((e for r in readers if (e := r.subs.refusal(name)) is not None), None)
+
     def last_error(self) -> str | None:
         errors = [r.subs.last_error for r in list(self.readers.values()) if r.subs.last_error]
         return errors[-1] if errors else None

@@ -13,7 +13,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, NoReturn
 
 import redis
 
@@ -314,15 +314,15 @@ class Subscriber:
                 backlog=lambda: self._reader.backlog_bytes,
             )
             return
+        deadline = time.monotonic() + timeout
         late, refused = self._shards.wait(names, subscribed=subscribed, timeout=timeout)
+        if refused:
+            self._refused_sharded(names, refused, deadline)
         if not late:
             return
         if subscribed:
             self._shards.request("unsub", late)  # a late confirmation must not linger
         listed = ", ".join(_text(n) for n in late)
-        if refused:
-            reason = next(iter(refused.values()))
-            raise SubscriptionError(f"the server refused to subscribe {listed}: {reason}")
         error = self._shards.last_error()
         why = f" (last error: {error})" if error else ""
         verb = "subscribing" if subscribed else "unsubscribing"
@@ -330,6 +330,28 @@ class Subscriber:
             f"subscriber {self.name}: the cluster did not confirm {verb} sharded channels "
             f"{listed} within {timeout:g} s{why}"
         )
+
+    def _refused_sharded(
+        self, names: list[bytes], refused: dict[bytes, str], deadline: float
+    ) -> NoReturn:
+        """Give up the refused names only (as on one server): the permitted ones of the same
+        call stay wanted, and the error says whether they were confirmed."""
+        assert self._shards is not None
+        cause = next((e for n in refused if (e := self._shards.refusal(n)) is not None), None)
+        self._shards.request("unsub", list(refused))
+        others = [n for n in names if n not in refused]
+        late, _ = self._shards.wait(
+            others, subscribed=True, timeout=max(0.0, deadline - time.monotonic())
+        )
+        kept = [_text(n) for n in others if n not in late]
+        also = f"; {', '.join(kept)} subscribed nonetheless" if kept else ""
+        if late:
+            also += f"; {', '.join(_text(n) for n in late)} not confirmed yet (still wanted)"
+        listed = ", ".join(_text(n) for n in refused)
+        reason = next(iter(refused.values()))
+        raise SubscriptionError(
+            f"the server refused to subscribe {listed}: {reason}{also}"
+        ) from cause
 
     def _request(
         self, action: str, names: Iterable[str | bytes]

@@ -198,6 +198,11 @@ class Subscriptions:
                     self._outbox.append(_Inflight(action, kind, group, False))
                 self._wake()
 
+    def refusal(self, name: bytes) -> BaseException | None:
+        """The server's refusal of ``name`` as redis-py's exception (for ``__cause__``)."""
+        with self.cv:
+            return self._refusals.get(name)
+
     def release(self, kind: str, names: list[bytes]) -> None:
         """Stop wanting ``names`` here because they live elsewhere now (not the user's
         unsubscribe: a move keeps counting its gap until they are confirmed again)."""

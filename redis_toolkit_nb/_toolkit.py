@@ -12,7 +12,7 @@ from redis.cluster import RedisCluster
 from . import _codec as codec
 from . import _publish as publisher
 from . import _replay
-from ._cluster import Cluster, discover, require_sharded
+from ._cluster import Addr, Cluster, addr_text, discover, require_sharded
 from ._connection import make_client, resolve_url
 from ._errors import boundary, describe, scrub, translate
 from ._options import RedisOptions
@@ -90,6 +90,12 @@ class RedisToolkit:
             self._owns_client = True
             self.client = make_client(self._url, self.options)
         self._cap = SizeCap(self.client, self.options.max_value_size)
+        # Where classic PUBLISH goes: the client's node; on a cluster, another node once that
+        # one is lost. Whether it is a cluster is asked once, after the first classic publish
+        # that went through (the node is reachable then: an unreachable one costs no more).
+        self._pub = self.client
+        self._pub_addr: Addr | None = None
+        self._ask_cluster = True
         self._closed = False
         self.subscriber: Subscriber | None = None
         if channels is not None or message_handler is not None or sharded_channels is not None:
@@ -156,12 +162,64 @@ class RedisToolkit:
         try:
             if sharded:
                 return self._spublish(channel, payload)
-            return self.client.publish(channel, payload)
+            count = self._pub.publish(channel, payload)
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            if sharded or self._cluster is None or isinstance(exc, redis.AuthenticationError):
+                raise translate(exc, self._pub, f"publish to {channel!r}", PublishError) from exc
+            count = self._publish_elsewhere(channel, payload, exc)
         except (redis.RedisError, OSError) as exc:
             # A try costs nothing until something is raised: the hot path stays redis-py's.
-            raise translate(exc, self.client, f"publish to {channel!r}", PublishError) from exc
+            client = self.client if sharded else self._pub
+            raise translate(exc, client, f"publish to {channel!r}", PublishError) from exc
+        if self._ask_cluster:
+            self._learn_cluster()
+        return count
 
     publish = publisher
+
+    def _learn_cluster(self) -> None:
+        """Is classic publishing talking to a cluster (so it can move when its node is lost)?"""
+        try:
+            self._detect(quiet=True)
+        except ToolkitError as exc:
+            # E.g. an ACL user without CLUSTER SLOTS: publishing works, it just cannot move.
+            logger.debug("classic publishing cannot learn the cluster: %s", scrub(exc, self.client))
+            self._ask_cluster = False
+            return
+        self._ask_cluster = not self._cluster_known  # unreachable just now: ask again later
+
+    def _publish_elsewhere(self, channel: str | bytes, payload: bytes, lost: Exception) -> int:
+        """The node classic PUBLISH went to is lost: publish on another node of the cluster
+        (any node takes it and relays it to every subscriber) and keep publishing there."""
+        try:
+            return self._move_classic(lost, lambda client: client.publish(channel, payload))
+        except (redis.RedisError, OSError) as exc:
+            doing = f"publish to {channel!r} (its node was lost, and no other node took it)"
+            raise translate(exc, self._pub, doing, PublishError) from exc
+
+    def _move_classic(self, lost: BaseException, attempt: Callable[[redis.Redis], Any]) -> Any:
+        assert self._cluster is not None
+        was = self._pub_addr or self._cluster.seed_addr
+        addr, answer = self._cluster.fail_over(was, attempt)
+        self._pub, self._pub_addr = self._cluster.client(addr), addr
+        logger.warning(
+            "classic publishing moved from %s to %s: %s",
+            addr_text(was),
+            addr_text(addr),
+            scrub(lost, self.client),
+        )
+        return answer
+
+    def _classic_lost(self, lost: BaseException) -> redis.Redis | None:
+        """``publish_many``'s node could not be reached: the client of another live node of
+        the cluster (None on one server, or when no other node answers)."""
+        if self._cluster is None:
+            return None
+        try:
+            self._move_classic(lost, publisher.connect)
+        except (redis.RedisError, OSError):
+            return None
+        return self._pub
 
     def _spublish(self, channel: str | bytes, payload: bytes) -> int:
         name = channel if isinstance(channel, bytes) else channel.encode("utf-8")
@@ -179,7 +237,12 @@ class RedisToolkit:
         ``sharded=True``: SPUBLISH, to the node owning the channel's slot; after a ``MOVED``
         the values not yet accepted are sent again, in order, where it says."""
         if not sharded:
-            return publisher.publish_many(self.client, channel, messages, self._cap)
+            count = publisher.publish_many(
+                self._pub, channel, messages, self._cap, on_lost=self._classic_lost
+            )
+            if self._ask_cluster:
+                self._learn_cluster()
+            return count
         with boundary(self.client, f"publish to {channel!r}", PublishError):
             cluster = self._sharded_cluster()
         return publisher.publish_many(

@@ -22,15 +22,34 @@ NODE_TIMEOUT_MS = 2000
 
 
 class LoopbackCluster:
-    """Six nodes; ``nodes[port]`` is the ``RedisServer``."""
+    """Six nodes (three with ``replicas=0``); ``nodes[port]`` is the ``RedisServer``.
 
-    def __init__(self, binary: str, cli: str) -> None:
+    ``tls=(cert, key)``: every node also serves TLS on ``tls_ports[port]``, and the cluster bus
+    and replication speak TLS; the helpers below keep using the plain ports."""
+
+    def __init__(
+        self, binary: str, cli: str, replicas: int = 1, tls: tuple[str, str] | None = None
+    ) -> None:
         self.binary = binary
         self.cli = cli
+        self.replicas = replicas
+        self.tls = tls
         self.nodes: dict[int, RedisServer] = {}
+        self.tls_ports: dict[int, int] = {}
+
+    def _tls_args(self, port: int) -> list[str]:
+        if self.tls is None:
+            return []
+        cert, key = self.tls
+        self.tls_ports[port] = free_port()
+        return [
+            "--tls-port", str(self.tls_ports[port]), "--tls-cert-file", cert,
+            "--tls-key-file", key, "--tls-ca-cert-file", cert, "--tls-auth-clients", "no",
+            "--tls-cluster", "yes", "--tls-replication", "yes",
+        ]  # fmt: skip
 
     def start(self) -> LoopbackCluster:
-        for _ in range(6):
+        for _ in range(3 * (1 + self.replicas)):
             port, bus = free_port(), free_port()
             node = RedisServer(
                 self.binary,
@@ -46,13 +65,22 @@ class LoopbackCluster:
                     str(NODE_TIMEOUT_MS),
                     "--repl-diskless-sync-delay",
                     "0",
+                    *self._tls_args(port),
                 ],
             )
             node.start()
             self.nodes[port] = node
         addrs = [f"127.0.0.1:{p}" for p in self.nodes]
         subprocess.run(
-            [self.cli, "--cluster", "create", *addrs, "--cluster-replicas", "1", "--cluster-yes"],
+            [
+                self.cli,
+                "--cluster",
+                "create",
+                *addrs,
+                "--cluster-replicas",
+                str(self.replicas),
+                "--cluster-yes",
+            ],
             check=True,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
@@ -181,6 +209,37 @@ class LoopbackCluster:
             if port not in (src, dst):
                 with self.client(port) as c:
                     c.execute_command("CLUSTER SETSLOT", slot, "NODE", dst_id)
+
+    def reshard(self, src: int, dst: int, count: int) -> None:
+        """``<cli> --cluster reshard``: move ``src``'s ``count`` lowest slots to ``dst``, then
+        wait until every node agrees (the next reshard checks that they do)."""
+        subprocess.run(
+            [
+                self.cli,
+                "--cluster",
+                "reshard",
+                f"127.0.0.1:{src}",
+                "--cluster-from",
+                self.node_id(src),
+                "--cluster-to",
+                self.node_id(dst),
+                "--cluster-slots",
+                str(count),
+                "--cluster-yes",
+            ],
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            timeout=30,
+        )
+        self.ready()
+
+    def acl_user(self, *rules: str) -> None:
+        """``ACL SETUSER`` on every running node (a cluster does not propagate ACLs)."""
+        for port, node in self.nodes.items():
+            if node.running:
+                with self.client(port) as c:
+                    c.execute_command("ACL", "SETUSER", *rules)
 
     def failover(self, replica: int, takeover: bool = False) -> None:
         """``CLUSTER FAILOVER`` on ``replica`` (once its link to its master is up: a manual
