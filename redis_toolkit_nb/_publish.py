@@ -75,7 +75,6 @@ def publish_many(
         client = cluster.client(cluster.owner(name))
     encode = codec.encode
     dumps, option, encode_error = codec._dumps, codec._OPTIONS, orjson.JSONEncodeError
-    check_finite = codec.check_finite
     limit = cap.limit
     # Connecting (and authenticating) happens here: wrap it like every other failure.
     try:
@@ -90,6 +89,7 @@ def publish_many(
             conn = client.connection_pool.get_connection(*_POOL_ARGS)
     batch = _Chunks(client, conn, cluster)
     append = batch.parts.append
+    keep = batch.values.append
     ok = False
     try:
         for value in messages:
@@ -102,9 +102,6 @@ def publish_many(
                         payload = dumps(value, option=option)
                     except encode_error:
                         payload = encode(value)
-                    else:
-                        if payload.rfind(b"null") != -1:  # orjson writes NaN/Inf as null
-                            check_finite(value)
                 if len(payload) > limit:
                     cap.check(len(payload), channel)  # raises, or learnt the server's cap
                     limit = cap.limit
@@ -117,6 +114,7 @@ def publish_many(
             # One formatted bytes per command: keeping orjson's own output objects alive
             # until the join costs ~1 us more per message (measured, allocator churn).
             append(b"%s$%d\r\n%s\r\n" % (prefix, len(payload), payload))
+            keep(value)  # NaN/Infinity are looked for once a chunk (``_Chunks.write``)
             batch.count += 1
             if batch.count == CHUNK:
                 batch.write()
@@ -151,6 +149,8 @@ class _Chunks:
         self.conn = conn
         self.replies = _Replies(conn)
         self.parts: list[bytes] = []
+        #: The values of the chunk being built, beside their commands (``_screen``).
+        self.values: list[Any] = []
         self.count = 0
         self.inflight = 0
         self.published = 0
@@ -167,15 +167,40 @@ class _Chunks:
         """Write the chunk being built, then read the previous one's replies: the server
         executes one chunk while this thread encodes the next."""
         if self.count:
-            _write(self.client, self.conn, self.parts, self.published)
+            blob = b"".join(self.parts)
+            # orjson writes NaN and +-Infinity as null, which JSON cannot tell from None: one
+            # scan of the whole chunk, and a closer look only when it holds a null.
+            if b"null" in blob:
+                self._screen()
+            _write_blob(self.client, self.conn, blob, self.published)
         if self.inflight:
             self._settle(self.sent)
         self.inflight, self.count = self.count, 0
         if self.cluster is not None:
             self.sent = list(self.parts)
         self.parts.clear()
+        self.values.clear()
         while self.moved:
             self._follow()
+
+    def _screen(self) -> None:
+        """Find the chunk's first value holding NaN or +-Infinity: publish everything before
+        it, then raise ``SerializationError`` saying how many were published. Nothing if
+        there is none (the nulls were None)."""
+        for i, part in enumerate(self.parts):
+            if b"null" not in part:
+                continue
+            try:
+                codec.check_finite(self.values[i])
+            except SerializationError as exc:
+                del self.parts[i:]
+                del self.values[i:]
+                self.count = i
+                self.drain()  # everything before the bad value goes out first
+                raise SerializationError(
+                    f"{exc} (message {self.published + len(self.refused)} of the batch, "
+                    f"counting from 0; the {self.published} before it were published)"
+                ) from exc
 
     def _settle(self, sent: list[bytes]) -> None:
         if self.cluster is None:
@@ -229,8 +254,12 @@ class _Chunks:
 
 
 def _write(client: redis.Redis, conn: Any, parts: list[bytes], before: int) -> None:
+    _write_blob(client, conn, b"".join(parts), before)
+
+
+def _write_blob(client: redis.Redis, conn: Any, blob: bytes, before: int) -> None:
     try:
-        conn.send_packed_command([b"".join(parts)], check_health=False)
+        conn.send_packed_command([blob], check_health=False)
     except (redis.RedisError, OSError) as exc:
         doing = f"publish ({before} published before the failure)"
         raise translate(exc, client, doing, PublishError, published=before) from exc

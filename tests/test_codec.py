@@ -400,3 +400,21 @@ def test_decoding_table_through_a_subscriber(server, mode):
             assert stats.raw_payloads == sum(
                 1 for r in DECODE_TABLE if r[3] is ERROR and isinstance(r[2], (str, bytes))
             )
+
+
+def test_publish_many_refuses_nan_past_a_chunk_boundary(server, admin):
+    """NaN is looked for once a chunk (2,000 commands): a bad value in a later chunk still
+    goes out after everything before it and nothing after it."""
+    from redis_toolkit_nb._publish import CHUNK
+
+    before = CHUNK + 3
+    values = [{"i": k, "maybe": None} for k in range(before)] + [{"x": -math.inf}, {"i": -1}]
+    with RedisToolkit(url=server.url) as pub:
+        calls = lambda: admin.info("commandstats").get("cmdstat_publish", {}).get("calls", 0)  # noqa: E731
+        start = calls()
+        with pytest.raises(SerializationError) as info:
+            pub.publish_many("codec:nan-chunk", values)
+        assert "cannot publish -inf at value['x']" in str(info.value)
+        assert f"message {before} of the batch" in str(info.value)
+        assert f"the {before} before it were published" in str(info.value)
+        assert calls() - start == before  # the server saw exactly those
