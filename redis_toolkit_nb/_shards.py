@@ -13,7 +13,9 @@ Moves, fastest first:
    the watcher asks the other nodes for the slot map every ``POLL`` seconds and moves each
    channel whose slot has a new owner there.
 3. Every ``RECONCILE`` seconds, wanted vs confirmed: a channel neither confirmed nor in flight
-   (a missed push) is asked for again where the map says it lives.
+   (a missed push) is asked for again where the map says it lives, and one held by a node
+   that no longer owns its slot (Redis 7.0 keeps a demoted master's sharded subscribers: it
+   still serves the shard, as a replica) is moved to the slot's owner.
 """
 
 from __future__ import annotations
@@ -264,6 +266,19 @@ class ShardReaders:
         for reader in readers:
             if not reader.subs.link_up:
                 continue
+            misplaced = [
+                n
+                for n in list(reader.subs.wanted[SHARD])
+                if self.cluster.owner(n) != reader.address
+            ]
+            if misplaced:
+                logger.info(
+                    "subscriber %s: %s no longer owns the slot of %s; moving to the owner",
+                    self.name,
+                    addr_text(reader.address),
+                    ", ".join(text(n) for n in misplaced),
+                )
+                self._rehome(reader, misplaced)
             stray = reader.subs.unsettled(SHARD)
             if stray:
                 logger.warning(

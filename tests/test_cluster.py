@@ -21,6 +21,7 @@ from conftest import ENGINES, _binary, wait_until
 from redis.crc import key_slot
 
 from redis_toolkit_nb import PublishError, RedisToolkit, SubscriptionError
+from redis_toolkit_nb._shards import RECONCILE
 from redis_toolkit_nb._subscriptions import SHARD, ReplyError, Subscriptions, by_slot
 
 
@@ -254,6 +255,11 @@ def test_publish_many_sharded_across_a_move(cluster, no_thread_leaks):
             cluster.move_slot(slot, home)
 
 
+def _held(sub: RedisToolkit, port: int) -> tuple[str, ...]:
+    node = sub.stats.nodes.get(f"127.0.0.1:{port}")
+    return node.sharded_channels if node is not None and node.connected else ()
+
+
 def test_failover_and_failback(cluster, no_thread_leaks):
     channel = "failing-over"
     master = cluster.slot_owner(key_slot(channel.encode()))
@@ -267,10 +273,17 @@ def test_failover_and_failback(cluster, no_thread_leaks):
         cluster.failover(replica)
         wait_until(lambda: sub.stats.moves >= 1, what="the failover followed")
         _flowing(rec, channel)
-        # The demoted master took the channel back at once (a replica serves its shard), so
-        # the failback needs no move on Redis; Valkey unsubscribes a promoted node's shard
-        # subscribers too (a second move). Either way delivery goes on.
+        # Re-homed to the new master: at once on Valkey (the demoted master lets the channel
+        # go), by the periodic reconcile on Redis 7.0 (the demoted master, now a replica,
+        # keeps serving it).
+        wait_until(
+            lambda: channel in _held(sub, replica), RECONCILE + 3, "the channel on the new master"
+        )
+        _flowing(rec, channel)
         cluster.failover(master, takeover=True)  # fail back
+        wait_until(
+            lambda: channel in _held(sub, master), RECONCILE + 3, "the channel back on its master"
+        )
         _flowing(rec, channel)
         s = sub.stats
         assert s.connected and s.sharded_channels == (channel,)
