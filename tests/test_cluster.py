@@ -580,8 +580,24 @@ def _cut_and_recover(
 ) -> None:
     """Cut the proxied link in the middle of a 200 KB message on ``channel`` (the ``n``-th
     cut), then check the recovery."""
-    assert pub.publisher(channel, "before", sharded=sharded) in (0, 1)
-    rec.wait_for((channel, "before"))
+    # The previous cut may still be healing on this link: wait for the subscription, then
+    # publish until one arrives (a classic PUBLISH crosses the cluster bus, and one sent
+    # while the link is down reaches nobody: at-most-once).
+    wait_until(
+        lambda: (
+            sub.stats.connected
+            and channel in (sub.stats.sharded_channels if sharded else sub.stats.channels)
+        ),
+        what=f"{channel} subscribed before the cut",
+    )
+
+    def before_arrived() -> bool:
+        if (channel, "before") in rec.items:
+            return True
+        assert pub.publisher(channel, "before", sharded=sharded) in (0, 1)
+        return False
+
+    wait_until(before_arrived, what=f"a message on {channel} before the cut")
     big = "x" * 200_000
     sent_before = proxy.downstream_bytes
     proxy.cut_after(100_000)  # half of the next message, then RST both ways
