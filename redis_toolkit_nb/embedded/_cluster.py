@@ -57,26 +57,47 @@ class EmbeddedCluster:
         self.n_masters = masters
         self.n_replicas = replicas
         self.nodes: list[RedisServer] = []
-        self._bus: dict[int, int] = {}  # node port -> its cluster bus port
+        self._binary = binary
+        self._node_timeout_ms = node_timeout_ms
+        self._watch_parent = watch_parent
         for _ in range(masters * (1 + replicas)):
-            bus = free_port(host)
-            args = [
-                "--cluster-enabled",
-                "yes",
-                "--cluster-port",
-                str(bus),
-                "--cluster-config-file",
-                "nodes.conf",
-                "--cluster-node-timeout",
-                str(node_timeout_ms),
-                # Replicas sync at once (the default waits 5 s for more replicas).
-                "--repl-diskless-sync-delay",
-                "0",
-            ]
-            node = RedisServer(binary, host=host, extra_args=args, watch_parent=watch_parent)
-            self._bus[node.port] = bus
-            self.nodes.append(node)
+            self.nodes.append(self._new_node())
         self._started = False
+
+    def _new_node(self) -> RedisServer:
+        """A node on free ports (its client port, and its cluster bus port)."""
+        bus = free_port(self.host)
+        args = [
+            "--cluster-enabled",
+            "yes",
+            "--cluster-port",
+            str(bus),
+            "--cluster-config-file",
+            "nodes.conf",
+            "--cluster-node-timeout",
+            str(self._node_timeout_ms),
+            # Replicas sync at once (the default waits 5 s for more replicas).
+            "--repl-diskless-sync-delay",
+            "0",
+        ]
+        node = RedisServer(
+            self._binary, host=self.host, extra_args=args, watch_parent=self._watch_parent
+        )
+        return node
+
+    def _start_node(self, index: int) -> None:
+        """Start node ``index``; a port taken meanwhile by another process (its bus port: the
+        client port is retried by RedisServer itself) gets the node new ports."""
+        for attempt in range(3):
+            node = self.nodes[index]
+            try:
+                node.start()
+                return
+            except EmbeddedServerError as exc:
+                if attempt == 2 or "Address already in use" not in str(exc):
+                    raise
+                node.cleanup()
+                self.nodes[index] = self._new_node()
 
     # ---- looking ---------------------------------------------------------------------------
     @property
@@ -155,8 +176,8 @@ class EmbeddedCluster:
         atexit.register(self.stop)
         self._started = True
         try:
-            for node in self.nodes:
-                node.start()
+            for index in range(len(self.nodes)):
+                self._start_node(index)
             self._join()
             self.wait_ready(timeout)
         except BaseException:
@@ -180,7 +201,7 @@ class EmbeddedCluster:
                     c.execute_command("CLUSTER ADDSLOTSRANGE", first, last)
         with self.client(self.nodes[0].port) as c:
             for node in self.nodes[1:]:
-                c.execute_command("CLUSTER MEET", self.host, node.port, self._bus[node.port])
+                c.execute_command("CLUSTER MEET", self.host, node.port, _bus_port(node))
         self._until(lambda: all(self._knows_all(n.port, ids) for n in self.nodes), 10, "meet")
         for k, node in enumerate(self.nodes[self.n_masters :]):
             master = masters[k % self.n_masters]
@@ -328,3 +349,9 @@ def start_cluster(
         cluster.stop()
     """
     return EmbeddedCluster(masters, replicas, binary=binary).start(timeout)
+
+
+def _bus_port(node: RedisServer) -> int:
+    """A node's cluster bus port, as given on its command line."""
+    args = node.extra_args
+    return int(args[args.index("--cluster-port") + 1])

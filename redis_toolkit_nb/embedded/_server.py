@@ -103,6 +103,9 @@ class RedisServer:
         self.binary = shutil.which(binary) or binary if binary else find_server_binary()
         self.host = host
         self.port = port or free_port(host)
+        # A port picked here may be taken by someone else before the server binds it (client
+        # sockets draw from the same range): start() then tries another one.
+        self._auto_port = port is None
         self.password = password
         self.extra_args = list(extra_args or [])
         self.watch_parent = watch_parent
@@ -129,7 +132,19 @@ class RedisServer:
         return f"<RedisServer {Path(self.binary).name} {self.host}:{self.port} {state}>"
 
     def start(self, timeout: float = START_TIMEOUT) -> RedisServer:
-        """Start the server and wait until it answers PING."""
+        """Start the server and wait until it answers PING (on a port this object picked, a
+        port taken meanwhile by another process is replaced by a free one, twice at most)."""
+        attempts = 3 if self._auto_port else 1
+        for attempt in range(attempts):
+            try:
+                return self._start_once(timeout)
+            except EmbeddedServerError as exc:
+                if attempt + 1 == attempts or "Address already in use" not in str(exc):
+                    raise
+                self.port = free_port(self.host)
+        raise AssertionError("unreachable")
+
+    def _start_once(self, timeout: float) -> RedisServer:
         if self.running:
             return self
         self._dir = self._dir or tempfile.mkdtemp(prefix="rtk-server-")
@@ -163,7 +178,9 @@ class RedisServer:
         while time.monotonic() < deadline:
             if self._proc.poll() is not None:
                 break
-            if _ping(self.host, self.port, password=self.password):
+            # The answer must come from this process, not another server that holds the
+            # port (then this one fails to bind and exits).
+            if _ping(self.host, self.port, password=self.password) and self._answers_as_itself():
                 return self
             time.sleep(0.02)
         self.stop()
@@ -171,6 +188,28 @@ class RedisServer:
             f"{Path(self.binary).name} did not start on {self.host}:{self.port}: "
             f"{self._log_tail(log)}"
         )
+
+    def _answers_as_itself(self) -> bool:
+        """True when the server at our port is our process (``INFO server``'s process_id)."""
+        proc = self._proc
+        if proc is None:
+            return False
+        try:
+            with socket.create_connection((self.host, self.port), timeout=0.5) as sock:
+                if self.password:
+                    secret = self.password.encode()
+                    sock.sendall(b"*2\r\n$4\r\nAUTH\r\n$%d\r\n%s\r\n" % (len(secret), secret))
+                    sock.recv(64)
+                sock.sendall(b"*2\r\n$4\r\nINFO\r\n$6\r\nserver\r\n")
+                reply = b""
+                while b"process_id:" not in reply or not reply.endswith(b"\r\n"):
+                    chunk = sock.recv(65536)
+                    if not chunk:
+                        break
+                    reply += chunk
+        except OSError:
+            return False
+        return b"process_id:%d\r\n" % proc.pid in reply
 
     def _start_watchdog(self, pid: int) -> None:
         """Stop the server if this process dies without running atexit (a SIGKILLed kernel).
