@@ -15,7 +15,7 @@ import time
 
 import redis
 
-from redis_toolkit_nb import RedisServer
+from redis_toolkit_nb import EmbeddedServerError, RedisServer
 from redis_toolkit_nb.embedded import free_port
 
 NODE_TIMEOUT_MS = 2000
@@ -37,19 +37,10 @@ class LoopbackCluster:
         self.nodes: dict[int, RedisServer] = {}
         self.tls_ports: dict[int, int] = {}
 
-    def _tls_args(self, port: int) -> list[str]:
-        if self.tls is None:
-            return []
-        cert, key = self.tls
-        self.tls_ports[port] = free_port()
-        return [
-            "--tls-port", str(self.tls_ports[port]), "--tls-cert-file", cert,
-            "--tls-key-file", key, "--tls-ca-cert-file", cert, "--tls-auth-clients", "no",
-            "--tls-cluster", "yes", "--tls-replication", "yes",
-        ]  # fmt: skip
-
-    def start(self) -> LoopbackCluster:
-        for _ in range(3 * (1 + self.replicas)):
+    def _start_node(self) -> RedisServer:
+        """A node on free ports; ports taken before the node binds them (client sockets draw
+        from the same range) are replaced, twice at most."""
+        for attempt in range(3):
             port, bus = free_port(), free_port()
             node = RedisServer(
                 self.binary,
@@ -68,8 +59,29 @@ class LoopbackCluster:
                     *self._tls_args(port),
                 ],
             )
-            node.start()
-            self.nodes[port] = node
+            try:
+                return node.start()
+            except EmbeddedServerError as exc:
+                node.cleanup()
+                if attempt == 2 or "Address already in use" not in str(exc):
+                    raise
+        raise AssertionError("unreachable")
+
+    def _tls_args(self, port: int) -> list[str]:
+        if self.tls is None:
+            return []
+        cert, key = self.tls
+        self.tls_ports[port] = free_port()
+        return [
+            "--tls-port", str(self.tls_ports[port]), "--tls-cert-file", cert,
+            "--tls-key-file", key, "--tls-ca-cert-file", cert, "--tls-auth-clients", "no",
+            "--tls-cluster", "yes", "--tls-replication", "yes",
+        ]  # fmt: skip
+
+    def start(self) -> LoopbackCluster:
+        for _ in range(3 * (1 + self.replicas)):
+            node = self._start_node()
+            self.nodes[node.port] = node
         addrs = [f"127.0.0.1:{p}" for p in self.nodes]
         subprocess.run(
             [
