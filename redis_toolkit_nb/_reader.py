@@ -196,11 +196,8 @@ class Reader:
         nothing complete is waiting, or when ``queued()``: batches this thread parsed earlier
         come first. Confirmations and PONGs met on the way go to the subscription state."""
         with self._pump_lock:
-            pump = self.pump
-            while not queued() and not self._handing_over and pump.waiting:
-                msgs, others, t = pump.parse(time.monotonic() + _DRAIN_EVERY, _MAX_BATCH)
-                if others:
-                    self.subs.on_replies(others)
+            while not queued() and not self._handing_over and self.pump.waiting:
+                msgs, others, t = self._parse_locked(time.monotonic() + _DRAIN_EVERY, _MAX_BATCH)
                 if msgs:
                     return msgs, t
                 if not others:
@@ -415,11 +412,17 @@ class Reader:
             return _MAX_BATCH, True
         return 0, False
 
+    def _parse_locked(self, until: float, limit: int) -> tuple[Batch, list[Any], float]:
+        """Parse (the pump lock held: whoever parses, this thread or the dispatcher's); the
+        control replies met on the way go to the subscription state at once, in order."""
+        msgs, others, t = self.pump.parse(until, limit)
+        if others:
+            self.subs.on_replies(others)
+        return msgs, others, t
+
     def _parse(self, until: float, limit: int, force: bool) -> int:
         with self._pump_lock:
-            msgs, others, t = self.pump.parse(until, limit)
-            if others:
-                self.subs.on_replies(others)
+            msgs, others, t = self._parse_locked(until, limit)
             # Until these are queued, the dispatcher pulls nothing that comes after them.
             self._handing_over = bool(msgs)
         if msgs:
