@@ -1,5 +1,6 @@
-"""The benchmark harness runs end to end (``--quick``: small sizes, one round) and prints every
-row of its table. The full run, and its figures, stay out of the test suite."""
+"""The benchmark harnesses run end to end (``--quick``: small sizes, one round) and print every
+row of their tables: ``benchmarks.run``, ``benchmarks.reqreply`` and ``benchmarks.cluster``.
+The full runs, and their figures, stay out of the test suite."""
 
 from __future__ import annotations
 
@@ -47,12 +48,12 @@ ROWS = [
 ]
 
 
-@pytest.mark.slow
-def test_quick_benchmark_prints_every_row(tmp_path):
-    report = tmp_path / "report.md"
+def quick(module: str, *args: str) -> str:
+    """Run ``python -m benchmarks.<module> --quick ARGS`` (no inherited REDIS_URL: each
+    harness starts its own servers); assert it succeeded; return what it printed."""
     env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
     proc = subprocess.run(
-        [sys.executable, "-m", "benchmarks.run", "--quick", "--markdown", str(report)],
+        [sys.executable, "-m", f"benchmarks.{module}", "--quick", *args],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -60,7 +61,13 @@ def test_quick_benchmark_prints_every_row(tmp_path):
         timeout=240,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    out = proc.stdout
+    return proc.stdout
+
+
+@pytest.mark.slow
+def test_quick_benchmark_prints_every_row(tmp_path):
+    report = tmp_path / "report.md"
+    out = quick("run", "--markdown", str(report))
     for label in ("Date:", "Command:", "Machine:", "CPU", "Python", "redis-py", "hiredis"):
         assert label in out
     assert re.search(r"server redis-server \d+\.\d+", out)
@@ -101,3 +108,24 @@ def test_quick_benchmark_prints_every_row(tmp_path):
     burst = rows[("burst of 102,400", "redis_toolkit_nb, default options")]
     assert burst[3].startswith("102,400 of 102,400") and burst[4] == "0"
     assert report.read_text().startswith("# Benchmark results")
+
+
+@pytest.mark.slow
+def test_quick_reqreply_benchmark_prints_every_row():
+    out = quick("reqreply")
+    rows = [line for line in out.splitlines() if line.startswith("| ") and "req/s" in line]
+    assert len(rows) == 2, out
+    bursts = [line for line in out.splitlines() if line.startswith("| burst of 102,400")]
+    assert len(bursts) == 2 and all("| 100.0% |" in line for line in bursts), out
+    assert "async listen() target" in out
+
+
+@pytest.mark.slow
+def test_quick_cluster_benchmark_prints_every_row():
+    """On a real 3-master cluster: three rows, everything delivered."""
+    out = quick("cluster")
+    rows = [line for line in out.splitlines() if line.startswith("| ") and "msg/s" in line]
+    assert len(rows) == 3, out
+    assert all("| 100.0% |" in row for row in rows), out
+    assert "load average (1 min) at start" in out
+    assert "toolkit / redis-py ClusterPubSub (sharded)" in out
