@@ -79,13 +79,18 @@ cluster.masters()
 # messages.
 
 # %%
-before = bus_messages()
-# %rtk_publish --count 1000 news {"n": i}
-after_classic = bus_messages()
-# %rtk_publish --sharded --count 1000 orders:{eu} {"n": i}
-after_sharded = bus_messages()
-classic_cost = (after_classic["publish"] - before["publish"]) / 1000
-sharded_cost = (after_sharded["publishshard"] - after_classic["publishshard"]) / 1000
+# A node sends a copy only over a bus link that is up: on a busy machine a link can blink for
+# a moment, and the count comes out a little short. Then we simply measure again.
+for attempt in range(3):
+    before = bus_messages()
+    # %rtk_publish --count 1000 news {"n": i}
+    after_classic = bus_messages()
+    # %rtk_publish --sharded --count 1000 orders:{eu} {"n": i}
+    after_sharded = bus_messages()
+    classic_cost = (after_classic["publish"] - before["publish"]) / 1000
+    sharded_cost = (after_sharded["publishshard"] - after_classic["publishshard"]) / 1000
+    if classic_cost == int(classic_cost) and sharded_cost == int(sharded_cost):
+        break
 print(f"bus messages per classic PUBLISH: {classic_cost:g}, per sharded SPUBLISH: {sharded_cost:g}")
 
 # %% [markdown]
