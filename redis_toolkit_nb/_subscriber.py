@@ -81,7 +81,9 @@ class Subscriber:
 
     Built by ``RedisToolkit(channels=..., message_handler=...)``; use it directly for more
     control. ``on_message`` receives each message as a ``(time, channel, pattern, data,
-    size)`` tuple (see ``Message``) before the handler.
+    size)`` tuple (see ``Message``) before the handler. With ``external``, in place of both,
+    no dispatcher thread runs: a consumer on its own thread takes batches of replies undecoded
+    with ``take()`` and is told by ``external()`` when new ones may wait (``aio`` ``listen()``).
 
     With ``cluster`` (a Redis Cluster's slot map, see ``_cluster``), sharded channels are read
     from the node owning their slot, one connection per node, and follow their slot when it
@@ -97,6 +99,7 @@ class Subscriber:
         name: str | None = None,
         on_message: Callable[[Record], object] | None = None,
         cluster: Cluster | None | bool = False,
+        external: Callable[[], object] | None = None,
     ) -> None:
         self.options = options or RedisOptions()
         self.name = name or f"rtk-sub-{next(_ids)}"
@@ -117,6 +120,7 @@ class Subscriber:
             awaiting=self._awaiting,
             on_fatal=self._fatal,
             pull=self._pull,
+            external=external,
         )
         self._pull_next = 0
         self._client = client
@@ -166,6 +170,16 @@ class Subscriber:
                 self._pull_next = index + 1  # the next call starts with the next reader
                 return got
         return None
+
+    def take(self) -> tuple[list[Any], float] | None:
+        """With ``external``: the next batch of replies (``[b"message", channel, payload]``
+        or ``[b"pmessage", pattern, channel, payload]``, undecoded) and when it was read, or
+        None if nothing complete waits; ``sleep()`` before waiting for ``external()``."""
+        return self._dispatcher.take()
+
+    def sleep(self) -> None:
+        """With ``external``: the consumer is about to wait (see ``Dispatcher.sleep``)."""
+        self._dispatcher.sleep()
 
     def _adopt(self, cluster: Cluster) -> None:
         self._shards = ShardReaders(cluster, self._new_reader, self._clock, self._reader, self.name)

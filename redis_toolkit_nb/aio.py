@@ -212,9 +212,11 @@ class RedisToolkit:
     def listen(self, *names: str | bytes, max_pending: int = DEFAULT_PENDING) -> Listener:
         """``async for channel, data in t.listen("news", "user:*")``: each message of these
         channels and patterns, on its own subscription. It subscribes on ``async with`` or on
-        the first iteration; leaving the loop unsubscribes. Messages the loop has not taken
-        wait in a deque of ``max_pending``, then in the subscriber's ``queue_size`` queue,
-        past which ``RedisOptions.overflow`` drops (counted in ``listener.stats.dropped``)."""
+        the first iteration; leaving the loop unsubscribes. The loop itself takes and decodes
+        each message, parsed right before; messages it has not taken yet wait as bytes in the
+        reader (``max_backlog_bytes``), then parsed in the subscriber's queue of ``queue_size``
+        (at most ``max_pending``) messages, past which ``RedisOptions.overflow`` applies
+        (drops counted in ``listener.stats.dropped``)."""
         listener = Listener(self.sync, names, self._executor, max_pending)
         self._listeners.add(listener)
         return listener
