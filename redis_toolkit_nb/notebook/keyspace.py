@@ -215,7 +215,7 @@ _PARSER.add_argument("--name", default="keyspace")
 _PARSER.add_argument("--db", type=int, default=None, metavar="N")
 
 
-def run(m: RtkMagics, args: list[str]) -> KeyspaceSubscription:
+def run(m: RtkMagics, args: list[str]) -> Subscription:
     """%rtk keyspace [KEY_PATTERN] [--events EVENTS] [--name NAME] [--db N]
 
     Subscribe to the keyspace notifications of keys matching KEY_PATTERN (default ``*``) in
@@ -233,8 +233,8 @@ def run(m: RtkMagics, args: list[str]) -> KeyspaceSubscription:
         db = int(m.state.toolkit.client.connection_pool.connection_kwargs.get("db") or 0)
     if db < 0:
         raise UsageError(f"%rtk keyspace: --db must be >= 0, not {db}")
-    setting, said = acquire(url, {"K"} | opts.events)
-    print(said)
+    setting, note = acquire(url, {"K"} | opts.events)
+    print(note)
     try:
         return m.state.subscribe(
             [f"__keyspace@{db}__:{opts.pattern}"],
