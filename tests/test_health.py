@@ -134,6 +134,46 @@ def test_without_client_id_the_connection_is_found_by_its_address(server, admin)
         admin.execute_command("ACL", "DELUSER", name)
 
 
+def test_on_a_cluster_each_node_is_read_and_the_worst_is_named():
+    """One connection per node holding sharded channels: each is read on its own node, and
+    ``server_buffer()`` names the node whose buffer fills."""
+    from redis_toolkit_nb.embedded import start_cluster
+
+    cluster = start_cluster(masters=3)
+    release = threading.Event()
+    opts = FAST.replace(overflow="block", queue_size=100, max_backlog_bytes=MB)
+    names: dict[int, str] = {}
+    i = 0
+    while len(names) < 3:
+        names.setdefault(cluster.owner(f"gauge:{i}"), f"gauge:{i}")
+        i += 1
+    sub = RedisToolkit(
+        url=cluster.url,
+        sharded_channels=list(names.values()),
+        message_handler=lambda c, d: release.wait(30),
+        options=opts,
+    )
+    try:
+        for port in cluster.masters():
+            cluster.client(port).config_set("client-output-buffer-limit", "pubsub 16mb 4mb 60")
+        readings = sub.subscriber.server_buffers()
+        assert all(r.error is None and r.level == "ok" for r in readings), readings
+        assert {f"127.0.0.1:{p}" for p in names} <= {r.node for r in readings}
+        port, name = next(iter(names.items()))
+        chunk = ["z" * 4000] * 50
+        deadline = time.monotonic() + 60
+        while sub.subscriber.server_buffer().level == "ok" and time.monotonic() < deadline:
+            sub.publish_many(name, chunk, sharded=True)
+        worst = sub.subscriber.server_buffer()
+        assert worst.level == "warn" and worst.node == f"127.0.0.1:{port}", worst
+        others = [r for r in sub.subscriber.server_buffers() if r.node != worst.node]
+        assert others and all(r.level == "ok" for r in others)
+    finally:
+        release.set()
+        sub.cleanup()
+        cluster.stop()
+
+
 def test_a_stopped_subscriber_says_so(server):
     sub = RedisToolkit(url=server.url, channels=["gone"], message_handler=lambda c, d: None)
     sub.cleanup()
