@@ -11,6 +11,7 @@ from ._buffer import Message, MessageBuffer
 from ._capture import read_capture
 from ._codec import decode, encode
 from ._connection import DEFAULT_URL, resolve_url
+from ._health import ServerBuffer
 from ._options import RedisOptions
 from ._replay import ReplaySummary, replay_plan
 from ._stats import SubscriberStats
@@ -49,6 +50,7 @@ __all__ = [
     "ReplaySummary",
     "RequestTimeout",
     "SerializationError",
+    "ServerBuffer",
     "Subscriber",
     "SubscriberStats",
     "SubscriptionError",

@@ -20,6 +20,7 @@ import redis
 from ._buffer import MessageBuffer
 from ._cluster import Cluster, SlotMap, addr_text, discover, probe, require_sharded
 from ._dispatch import Dispatcher, Handler, Record
+from ._health import SEVERITY, BufferGauge, ServerBuffer
 from ._options import RedisOptions
 from ._reader import CHANNEL, PATTERN, SHARD, Reader, is_pattern, to_bytes
 from ._sequence import SequenceTracker
@@ -138,6 +139,7 @@ class Subscriber:
         self._started_at = 0.0
         self._stopped = False
         self._stop_lock = threading.Lock()
+        self._gauge = BufferGauge()
 
     def _new_reader(self, **cluster: Any) -> Reader:
         address = cluster.get("address")
@@ -255,6 +257,7 @@ class Subscriber:
         dispatcher_done = self._dispatcher.stop(max(0.0, deadline - time.monotonic()))
         with _registry_lock:
             _registry.discard(self)
+        self._gauge.close()
         if not dispatcher_done:
             logger.warning(
                 "subscriber %s: the message handler was still running %g s after stop(); "
@@ -460,6 +463,22 @@ class Subscriber:
     @property
     def stats(self) -> SubscriberStats:
         return self._stats(detail=True)
+
+    def server_buffers(self) -> list[ServerBuffer]:
+        """A reading of each connection's output buffer on the server (one connection; on a
+        cluster, also one per node holding sharded channels), over a separate connection
+        (see ``ServerBuffer``); up to a second per node when a server does not answer."""
+        readers = [self._reader]
+        if self._shards is not None:
+            readers += list(self._shards.readers.values())
+        return [self._gauge.read(reader) for reader in readers]
+
+    def server_buffer(self) -> ServerBuffer:
+        """The worst of ``server_buffers()``: how close the server is to cutting this
+        subscriber off for reading too slowly."""
+        return max(
+            self.server_buffers(), key=lambda b: (SEVERITY.get(b.level, 1), b.fraction or 0.0)
+        )
 
     def loss_times(self) -> list[float]:
         """When (``time.time()``) this subscriber's connections were lost, newest 100 each."""

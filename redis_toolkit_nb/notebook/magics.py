@@ -26,7 +26,7 @@ from IPython.core.magic_arguments import argument, magic_arguments
 from traitlets import Bool, Float, Int, TraitError, Unicode, observe, validate
 
 from .. import ToolkitError, mask_url
-from . import expect, parsing, replay
+from . import expect, keyspace, parsing, replay
 from .errors import body_filename, register_body
 from .publishing import publish_repeated
 from .refresher import REFRESHER
@@ -302,11 +302,12 @@ class RtkMagics(Magics):
         return expect.run(self, line)
 
     # ---- %rtk SUBCOMMAND ---------------------------------------------------------------------
+    @no_var_expand  # "$" is an event class of %rtk keyspace, "{tag}" a hash tag
     @line_magic
     @_usage_errors
     def rtk(self, line: str) -> Any:
         """%rtk channels [PATTERN] | shards [PATTERN] | numsub CHANNEL... | numpat | subs |
-        stop NAME|--all | panel"""
+        stop NAME|--all | panel | keyspace [KEY_PATTERN] [--events EVENTS] [--name NAME] [--db N]"""
         tokens = parsing.split_line(line, "%rtk")
         if not tokens or tokens[0] not in SUBCOMMANDS:
             raise UsageError(f"usage: %rtk {{{'|'.join(SUBCOMMANDS)}}} ...")
@@ -399,4 +400,5 @@ SUBCOMMANDS: dict[str, Callable[[RtkMagics, list[str]], Any]] = {
     "subs": _subs,
     "stop": _stop,
     "panel": _panel,
+    "keyspace": keyspace.run,
 }

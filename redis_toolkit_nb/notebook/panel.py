@@ -60,6 +60,7 @@ def counters_text(snap: Snapshot, tz: str = "UTC") -> str:
         f"handler errors {s.handler_errors} · decode errors {s.decode_errors} · "
         f"discarded {s.skipped} · reconnects {s.reconnects} · {state}"
     )
+    text += _server_buffer(snap)
     if snap.discarding:
         text += ' · <b style="color:#c60">discarding incoming</b>'
     if snap.state == "paused" and snap.paused_at is not None:
@@ -95,6 +96,21 @@ def nodes_html(snap: Snapshot, tz: str = "UTC") -> str:
             f"{escape(m.to_node)} at {clock(m.time, tz)}"
         )
     return f'<span class="rtk-nodes">{line}</span>'
+
+
+def _server_buffer(snap: Snapshot) -> str:
+    """The health gauge: this connection's output buffer on the server, in colour from half
+    the soft limit on (the server cuts the subscriber off at its limits)."""
+    sb = snap.server_buffer
+    if sb is None:
+        return ""
+    colour = {"warn": "#c60", "critical": "#c00"}.get(sb.level)
+    if colour is None:
+        return f' · <span class="rtk-buffer">{escape(sb.text())}</span>'
+    return (
+        f'<br><b class="rtk-buffer rtk-buffer-{sb.level}" style="color:{colour}">'
+        f"{sb.level}: {escape(sb.text())}</b>"
+    )
 
 
 def _sequence(snap: Snapshot) -> str:

@@ -49,6 +49,9 @@ class Snapshot:
     moves: tuple[Any, ...] = ()
     #: With ``--seq-field``: (gaps, messages missing, duplicates, reordered); else None.
     sequence: tuple[int, int, int, int] | None = None
+    #: The latest reading of the connection's output buffer on the server (a core
+    #: ``ServerBuffer``; None before the first one and once stopped).
+    server_buffer: Any = None
 
     def key(self) -> tuple[Any, ...]:
         """What the view depends on besides the rows: equal keys render identically."""
@@ -83,6 +86,7 @@ class Snapshot:
             len(self.prints),
             self.prints[-1][0] if self.prints else None,
             self.sequence,
+            self.server_buffer and (self.server_buffer.level, self.server_buffer.text()),
         )
 
 

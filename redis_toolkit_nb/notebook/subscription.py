@@ -13,8 +13,9 @@ from typing import Any
 
 import pandas as pd
 
-from .. import Message, RedisOptions, RedisToolkit, Subscriber, SubscriberStats
+from .. import Message, RedisOptions, RedisToolkit, ServerBuffer, Subscriber, SubscriberStats
 from . import frames
+from .health import BufferSampler
 from .logs import LOG
 from .placement import Placement
 from .rates import Traffic
@@ -84,12 +85,14 @@ class Subscription:
             name=name,
             on_message=self._on_message,
         )
+        self._gauge = BufferSampler(self.subscriber)
         try:
             if sharded:
                 self.subscriber.start((), self.requested)
             else:
                 self.subscriber.start(self.requested)
             self.placement.observe(self.subscriber.totals().nodes)
+            self._gauge.prime()
             from .panel import LivePanel  # ipywidgets only when a subscription exists
 
             self.panel = LivePanel(self, log_size=log_size)
@@ -229,6 +232,14 @@ class Subscription:
         return stats
 
     @property
+    def server_buffer(self) -> ServerBuffer | None:
+        """The latest reading of this subscription's output buffer on the server (``omem``
+        against ``client-output-buffer-limit pubsub``, ``level`` ok/warn/critical/unknown),
+        taken about once a second while the panel refreshes; None before the first one and
+        once stopped. ``subscriber.server_buffer()`` reads it now."""
+        return self._gauge.poll() if self.running else None
+
+    @property
     def channels(self) -> list[str]:
         return self.subscriber.channels
 
@@ -287,6 +298,7 @@ class Subscription:
             nodes=dict(nodes),
             moves=tuple(self.placement.moves),
             sequence=self._sequence_totals(),
+            server_buffer=self.server_buffer if stopped_at is None else None,
         )
 
     def _sequence_totals(self) -> tuple[int, int, int, int] | None:
