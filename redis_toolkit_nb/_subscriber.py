@@ -21,6 +21,7 @@ from ._buffer import MessageBuffer
 from ._cluster import Cluster, SlotMap, addr_text, discover, probe, require_sharded
 from ._dispatch import Dispatcher, Handler, Record
 from ._health import SEVERITY, BufferGauge, ServerBuffer
+from ._latency import LatencyTracker
 from ._options import RedisOptions
 from ._reader import CHANNEL, PATTERN, SHARD, Reader, is_pattern, to_bytes
 from ._sequence import SequenceTracker
@@ -112,6 +113,11 @@ class Subscriber:
             # A step before on_message, only when asked for: no cost per message otherwise.
             self.sequence = SequenceTracker(self.options.seq_field, self.loss_times)
             on_message = self.sequence.wrap(on_message)
+        #: Latency per channel from ``options.latency_field``'s stamps (None: off).
+        self.latency: LatencyTracker | None = None
+        if self.options.latency_field:
+            self.latency = LatencyTracker(self.options.latency_field)
+            on_message = self.latency.wrap(on_message)
         self._dispatcher = Dispatcher(
             handler=handler,
             buffer=self.buffer,

@@ -39,6 +39,7 @@ from . import _codec as codec
 from ._aio_listen import DEFAULT_PENDING, Listener
 from ._errors import translate
 from ._inbox import Waiter
+from ._latency import stamped
 from ._options import RedisOptions
 from ._reqreply import (
     RequestReply,
@@ -130,9 +131,11 @@ class RedisToolkit:
         return await asyncio.get_running_loop().run_in_executor(self._executor, partial(fn, *args))
 
     # ---- publishing --------------------------------------------------------------------------
-    async def publisher(self, channel: str | bytes, data: Any) -> int:
+    async def publisher(self, channel: str | bytes, data: Any, stamp: str | None = None) -> int:
         """Serialize and publish ``data``; return the number of receivers (see the sync
-        ``publisher``)."""
+        ``publisher``; ``stamp`` too)."""
+        if stamp is not None:
+            data = stamped(data, stamp)
         client = self._async_client()
         if client is None:
             return await self._run(self.sync.publisher, channel, data)
@@ -149,9 +152,12 @@ class RedisToolkit:
 
     publish = publisher
 
-    async def publish_many(self, channel: str | bytes, messages: Iterable[Any]) -> int:
-        """Publish every value of ``messages`` in order, pipelined; return how many."""
-        return await self._run(self.sync.publish_many, channel, messages)
+    async def publish_many(
+        self, channel: str | bytes, messages: Iterable[Any], stamp: str | None = None
+    ) -> int:
+        """Publish every value of ``messages`` in order, pipelined; return how many
+        (``stamp``: as in the sync ``publish_many``)."""
+        return await self._run(partial(self.sync.publish_many, stamp=stamp), channel, messages)
 
     # ---- request-reply and acknowledgements --------------------------------------------------
     async def request(self, channel: str | bytes, data: Any, timeout: float = 5.0) -> Any:
