@@ -31,12 +31,12 @@ KEEP = 10_000
 
 
 class LatencyRow(NamedTuple):
-    """One channel's latency, in seconds: ``count`` stamped messages and ``max`` since the
+    """One channel's latency, in seconds: ``messages`` stamped and ``max`` since the
     start, ``p50``/``p99`` over the newest ``keep`` (nearest rank), ``negative``: messages
     stamped after they arrived (the publisher's clock ahead of this one)."""
 
     channel: Any
-    count: int
+    messages: int
     p50: float
     p99: float
     max: float
@@ -96,6 +96,7 @@ class LatencyTracker:
         """Measure one delivered message ``(time, channel, pattern, data, size)``."""
         t, channel, _, data, _ = record
         key = self._key
+        stamp: Any
         if key is not None:  # one key, the usual case: no loop, no call
             stamp = data.get(key) if data.__class__ is dict else None
         else:
@@ -135,7 +136,7 @@ class LatencyTracker:
     def __repr__(self) -> str:
         rows = self.summary()
         return (
-            f"<LatencyTracker {self.field!r}: {sum(r.count for r in rows)} stamped on "
+            f"<LatencyTracker {self.field!r}: {sum(r.messages for r in rows)} stamped on "
             f"{len(rows)} channel(s), unstamped {self.unstamped}>"
         )
 
@@ -167,7 +168,7 @@ def latency_table(capture: Any, field: str | None = None) -> Any:
     return pd.DataFrame(
         {
             "channel": pd.Series([r.channel for r in rows], dtype=object),
-            "count": pd.Series([r.count for r in rows], dtype="int64"),
+            "count": pd.Series([r.messages for r in rows], dtype="int64"),
             "p50_ms": pd.Series([r.p50 * ms for r in rows], dtype="float64"),
             "p99_ms": pd.Series([r.p99 * ms for r in rows], dtype="float64"),
             "max_ms": pd.Series([r.max * ms for r in rows], dtype="float64"),
@@ -185,8 +186,10 @@ def _records(capture: Any, pd: Any) -> Iterable[tuple[float, Any, Any, Any, int]
             seconds = (times - pd.Timestamp(0, tz="UTC")).dt.total_seconds()
         else:
             seconds = times.astype("float64")
-        none = [None] * len(capture)
-        return zip(seconds.tolist(), capture["channel"], none, capture["data"], none)
+        n = len(capture)
+        return zip(
+            seconds.tolist(), capture["channel"], [None] * n, capture["data"], [0] * n, strict=True
+        )
     return capture
 
 
@@ -205,9 +208,7 @@ def stamped(data: Any, field: str) -> dict[Any, Any]:
     dict raises ``SerializationError``."""
     path = _stamp_path(field)
     if not isinstance(data, dict):
-        raise SerializationError(
-            f"stamp={field!r} needs a dict payload, not {type(data).__name__}"
-        )
+        raise SerializationError(f"stamp={field!r} needs a dict payload, not {type(data).__name__}")
     out = dict(data)
     inner = out
     for key in path[:-1]:

@@ -164,7 +164,7 @@ class RtkMagics(Magics):
     @line_magic
     @_usage_errors
     def rtk_publish(self, line: str) -> Any:
-        """%rtk_publish [--text] [--sharded] [--count N] [--rate R] CHANNEL PAYLOAD
+        """%rtk_publish [--text] [--sharded] [--stamp FIELD] [--count N] [--rate R] CHANNEL PAYLOAD
 
         PAYLOAD is a Python expression evaluated in the notebook's namespace (a dict literal,
         a variable, a number, an f-string); text that is not an expression is sent as JSON if
@@ -174,6 +174,8 @@ class RtkMagics(Magics):
         intact); use an f-string to insert values. Returns the number of receivers; with
         --count/--rate, a report (``i`` is the message index inside PAYLOAD). ``--sharded``
         publishes to a sharded channel (SPUBLISH, to the node owning its slot on a cluster).
+        ``--stamp ts`` sets the field ``ts`` of (a copy of) a dict PAYLOAD to the publish time
+        (``time.time()``), for ``%%rtk_subscribe ... --latency-field ts``.
         """
         args = parsing.parse_publish(line)
         namespace = self.shell.user_ns if self.shell else {}
@@ -182,9 +184,11 @@ class RtkMagics(Magics):
         tk = self.state.toolkit
         if not args.repeat:
             # A single publish binds no index: ``i`` in PAYLOAD is the user's own variable.
-            return tk.publish(args.channel, payload.value(None), sharded=args.sharded)
+            return tk.publish(
+                args.channel, payload.value(None), sharded=args.sharded, stamp=args.stamp
+            )
         return publish_repeated(
-            tk, args.channel, payload, args.count, args.rate, sharded=args.sharded
+            tk, args.channel, payload, args.count, args.rate, sharded=args.sharded, stamp=args.stamp
         )
 
     # ---- %%rtk_subscribe ---------------------------------------------------------------------
@@ -217,6 +221,15 @@ class RtkMagics(Magics):
         "reordering per channel: NAME.gaps() and the panel's counters",
     )
     @argument(
+        "--latency-field",
+        default=None,
+        dest="latency_field",
+        metavar="FIELD",
+        help="measure receive time minus this (dotted) publish-time field of dict payloads "
+        "(epoch s/ms/us/ns, by magnitude; %%rtk_publish --stamp FIELD puts it in) per "
+        "channel: NAME.latency() and the panel's p50/p99/max",
+    )
+    @argument(
         "--sharded",
         action="store_true",
         help="sharded channels (SSUBSCRIBE, Redis 7.0+; names taken literally): on a cluster "
@@ -233,6 +246,7 @@ class RtkMagics(Magics):
         delivered each row (channel, pattern or sharded) and from which ``node``.
         ``--seq-field seq``: check that field of dict payloads for gaps, duplicates and
         reordering per channel (``NAME.gaps()``, and the panel's counters).
+        ``--latency-field ts``: latency per channel from that stamp (``NAME.latency()``).
         """
         args = parsing.parse_magic_args(RtkMagics.rtk_subscribe, line, "%%rtk_subscribe")
         body = None
@@ -258,6 +272,7 @@ class RtkMagics(Magics):
             log_size=self.log_size,
             sharded=args.sharded,
             seq_field=args.seq_field,
+            latency_field=args.latency_field,
         )
 
     # ---- %rtk_request -----------------------------------------------------------------------

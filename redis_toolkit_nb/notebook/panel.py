@@ -69,7 +69,7 @@ def counters_text(snap: Snapshot, tz: str = "UTC") -> str:
             f"{snap.new_since_pause} new since paused</b> (captured in <code>df</code> and "
             "the counters; Resume shows them)"
         )
-    return text
+    return text + _latency(snap)
 
 
 def nodes_html(snap: Snapshot, tz: str = "UTC") -> str:
@@ -122,6 +122,30 @@ def _sequence(snap: Snapshot) -> str:
     if gaps or duplicates or reorders:
         text = f'<b class="rtk-gaps" style="color:#c60">{text}</b>'
     return text + " · "
+
+
+#: Channels whose latency the panel shows (the busiest; ``feed.latency()`` has every one).
+LATENCY_SHOWN = 5
+
+
+def _latency(snap: Snapshot) -> str:
+    """``--latency-field``'s p50 / p99 / max per channel, on a line of its own."""
+    if not snap.latency:
+        return ""
+    rows = sorted(snap.latency, key=lambda r: (-r[1], str(r[0])))
+    parts = [
+        f"{escape(str(channel))} {_ms(p50)} / {_ms(p99)} / {_ms(top)} ms"
+        for channel, _, p50, p99, top in rows[:LATENCY_SHOWN]
+    ]
+    more = len(rows) - LATENCY_SHOWN
+    if more > 0:
+        parts.append(f"+{more} more channels (<code>{escape(snap.name)}.latency()</code>)")
+    return f'<br><span class="rtk-latency">latency p50 / p99 / max: {" · ".join(parts)}</span>'
+
+
+def _ms(seconds: float) -> str:
+    ms = seconds * 1000
+    return f"{ms:.0f}" if abs(ms) >= 100 else f"{ms:.1f}" if abs(ms) >= 10 else f"{ms:.2f}"
 
 
 class LivePanel:

@@ -52,6 +52,8 @@ class Snapshot:
     #: The latest reading of the connection's output buffer on the server (a core
     #: ``ServerBuffer``; None before the first one and once stopped).
     server_buffer: Any = None
+    #: With ``--latency-field``: (channel, count, p50, p99, max) per channel, seconds; else None.
+    latency: tuple[tuple[Any, int, float, float, float], ...] | None = None
 
     def key(self) -> tuple[Any, ...]:
         """What the view depends on besides the rows: equal keys render identically."""
@@ -87,6 +89,7 @@ class Snapshot:
             self.prints[-1][0] if self.prints else None,
             self.sequence,
             self.server_buffer and (self.server_buffer.level, self.server_buffer.text()),
+            self.latency,
         )
 
 

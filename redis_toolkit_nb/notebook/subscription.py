@@ -13,7 +13,15 @@ from typing import Any
 
 import pandas as pd
 
-from .. import Message, RedisOptions, RedisToolkit, ServerBuffer, Subscriber, SubscriberStats
+from .. import (
+    Message,
+    RedisOptions,
+    RedisToolkit,
+    ServerBuffer,
+    Subscriber,
+    SubscriberStats,
+    latency_table,
+)
 from . import frames
 from .health import BufferSampler
 from .logs import LOG
@@ -27,7 +35,8 @@ class Subscription:
 
     ``df`` is a DataFrame of the newest ``max_rows`` messages (oldest first) built when read;
     ``export()`` writes it (``read_capture`` and ``%rtk_replay`` read it back); ``gaps()``
-    lists sequence gaps (with ``seq_field``); ``expect()`` waits for and checks traffic;
+    lists sequence gaps (with ``seq_field``); ``latency()`` the latency per channel (with
+    ``latency_field``); ``expect()`` waits for and checks traffic;
     ``stats`` the subscriber's figures; ``stop()``, ``pause()``, ``resume()``, ``discard()``
     and ``clear()`` control it; displaying it shows its live panel; ``snapshot()`` is what the
     panel shows.
@@ -55,6 +64,7 @@ class Subscription:
         timezone: Callable[[], str] = lambda: "UTC",
         sharded: bool = False,
         seq_field: str | None = None,
+        latency_field: str | None = None,
     ) -> None:
         self.name = name
         #: Whether ``names`` are sharded channels (SSUBSCRIBE) rather than channels/patterns.
@@ -63,7 +73,9 @@ class Subscription:
         self.placement = Placement()
         self.max_rows = max_rows
         self.requested = list(names)
-        self._options = RedisOptions(buffer_size=max_rows, decode=decode, seq_field=seq_field)
+        self._options = RedisOptions(
+            buffer_size=max_rows, decode=decode, seq_field=seq_field, latency_field=latency_field
+        )
         self._body = body
         self._namespace = namespace if namespace is not None else {}
         self._on_stop = on_stop
@@ -201,6 +213,20 @@ class Subscription:
             )
         return frames.sequence_frame(list(tracker.events), self.timezone)
 
+    def latency(self) -> pd.DataFrame:
+        """Latency per channel from the ``--latency-field`` stamps: ``channel``, ``count``
+        (stamped messages since the start), ``p50_ms``, ``p99_ms`` (over each channel's
+        newest 10,000), ``max_ms`` (since the start) and ``negative`` (stamped after they
+        arrived: the publisher's clock is ahead). ``latency_table(df, field)`` computes the
+        same from a capture."""
+        tracker = self.subscriber.latency
+        if tracker is None:
+            raise ValueError(
+                f"{self.name}.latency(): this subscription does not measure latency; start "
+                "it with --latency-field FIELD (e.g. %%rtk_subscribe ... --latency-field ts)"
+            )
+        return latency_table(tracker)
+
     def expect(
         self,
         count: int | None = None,
@@ -299,6 +325,7 @@ class Subscription:
             moves=tuple(self.placement.moves),
             sequence=self._sequence_totals(),
             server_buffer=self.server_buffer if stopped_at is None else None,
+            latency=self._latency_rows(),
         )
 
     def _sequence_totals(self) -> tuple[int, int, int, int] | None:
@@ -307,6 +334,12 @@ class Subscription:
             return None
         t = tracker.totals()
         return (t.gaps, t.missing, t.duplicates, t.reorders)
+
+    def _latency_rows(self) -> tuple[tuple[Any, int, float, float, float], ...] | None:
+        tracker = self.subscriber.latency
+        if tracker is None:
+            return None
+        return tuple((r.channel, r.messages, r.p50, r.p99, r.max) for r in tracker.summary())
 
     # ---- control -----------------------------------------------------------------------------
     @property
