@@ -55,9 +55,7 @@ class _Channel:
 
 
 def _seconds(stamp: float) -> float:
-    """A stamp in seconds, whatever its unit (told by its magnitude)."""
-    if stamp < 1e14:
-        return stamp / 1e3
+    """A stamp of microseconds or nanoseconds in seconds (told by its magnitude)."""
     return stamp / 1e6 if stamp < 1e17 else stamp / 1e9
 
 
@@ -105,8 +103,8 @@ class LatencyTracker:
         if kind is not float and kind is not int:  # bool is neither: not a stamp
             self.unstamped += 1
             return
-        if stamp > 1e11:
-            stamp = _seconds(stamp)
+        if stamp > 1e11:  # not seconds: milliseconds (inline, the common other case) or finer
+            stamp = stamp / 1e3 if stamp < 1e14 else _seconds(stamp)
         late = t - stamp
         state = self._channels.get(channel)
         if state is None:

@@ -322,7 +322,8 @@ class RtkMagics(Magics):
     @_usage_errors
     def rtk(self, line: str) -> Any:
         """%rtk channels [PATTERN] | shards [PATTERN] | numsub CHANNEL... | numpat | subs |
-        stop NAME|--all | panel | keyspace [KEY_PATTERN] [--events EVENTS] [--name NAME] [--db N]"""
+        stop NAME|--all | panel | keyspace [KEY_PATTERN] [--events EVENTS] [--name NAME] [--db N] |
+        explain CHANNEL"""
         tokens = parsing.split_line(line, "%rtk")
         if not tokens or tokens[0] not in SUBCOMMANDS:
             raise UsageError(f"usage: %rtk {{{'|'.join(SUBCOMMANDS)}}} ...")
@@ -375,6 +376,15 @@ def _numpat(m: RtkMagics, args: list[str]) -> int:
     return int(m.state.toolkit.client.pubsub_numpat())
 
 
+def _explain(m: RtkMagics, args: list[str]) -> Any:
+    if len(args) != 1:
+        raise UsageError("usage: %rtk explain CHANNEL")
+    m._ensure_connected()
+    from .explain import explain
+
+    return explain(m.state.toolkit, dict(m.state.subscriptions), args[0])
+
+
 def _subs(m: RtkMagics, args: list[str]) -> Any:
     _no_args("subs", args)
     from .frames import subscriptions_frame
@@ -416,4 +426,5 @@ SUBCOMMANDS: dict[str, Callable[[RtkMagics, list[str]], Any]] = {
     "stop": _stop,
     "panel": _panel,
     "keyspace": keyspace.run,
+    "explain": _explain,
 }
