@@ -116,11 +116,20 @@ class LatencyTracker:
         if late < 0:
             state.negative += 1
 
-    def summary(self) -> list[LatencyRow]:
-        """One row per channel, in order of channel name. Each channel's percentiles are
-        sorted again only when it had new messages since the last call."""
+    @property
+    def channels(self) -> int:
+        """Channels with a stamped message so far."""
+        return len(self._channels)
+
+    def summary(self, top: int | None = None) -> list[LatencyRow]:
+        """One row per channel, in order of channel name; ``top``: only the ``top`` channels
+        with the most stamped messages (a live view's cost stays flat with many channels).
+        Each channel's percentiles are sorted again only when it had new messages since."""
+        items = list(self._channels.items())  # one step: the dispatcher may add a channel
+        if top is not None:
+            items = sorted(items, key=lambda kv: -kv[1].count)[:top]
         rows = []
-        for channel, state in sorted(self._channels.items(), key=lambda kv: str(kv[0])):
+        for channel, state in sorted(items, key=lambda kv: str(kv[0])):
             count = state.count
             cached = state.cached
             if cached is None or cached[0] != count:

@@ -185,8 +185,21 @@ def test_magic_latency_frame_panel_and_captured_frame(shell, admin, tmp_path):  
     assert "latency p50 / p99 / max:" in html, html
     assert re.search(r"lat\.c 5\d\d / 5\d\d / 5\d\d ms", html), html
     snap = feed.snapshot()
-    assert [row[0] for row in snap.latency] == ["lat.a", "lat.b", "lat.c"]
+    assert snap.latency[0] == 3 and [row[0] for row in snap.latency[1]] == [
+        "lat.a",
+        "lat.b",
+        "lat.c",
+    ]
     assert snap.key()[-1] == snap.latency
+    # Many channels: the panel shows the 5 busiest and says how many more there are.
+    for k in range(7):
+        for _ in range(k + 6):  # 6 to 12: busier than lat.b
+            admin.publish(f"lat.many{k}", json.dumps({"ts": time.time()}))
+    wait_until(lambda: feed.stats.delivered == 8 + 63, 5, "71 messages")
+    feed.panel.refresh()
+    html = feed.panel.counters.value
+    assert [row[0] for row in feed.snapshot().latency[1]] == [f"lat.many{k}" for k in range(2, 7)]
+    assert "+5 more channels (<code>feed.latency()</code>)" in html and "lat.many1 " not in html
 
 
 def test_magic_without_latency_field_and_bad_stamps(shell):  # noqa: F811

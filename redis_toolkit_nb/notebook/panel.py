@@ -124,20 +124,16 @@ def _sequence(snap: Snapshot) -> str:
     return text + " · "
 
 
-#: Channels whose latency the panel shows (the busiest; ``feed.latency()`` has every one).
-LATENCY_SHOWN = 5
-
-
 def _latency(snap: Snapshot) -> str:
-    """``--latency-field``'s p50 / p99 / max per channel, on a line of its own."""
-    if not snap.latency:
+    """``--latency-field``'s p50 / p99 / max of the busiest channels, on a line of its own."""
+    if not snap.latency or not snap.latency[1]:
         return ""
-    rows = sorted(snap.latency, key=lambda r: (-r[1], str(r[0])))
+    channels, rows = snap.latency
     parts = [
         f"{escape(str(channel))} {_ms(p50)} / {_ms(p99)} / {_ms(top)} ms"
-        for channel, _, p50, p99, top in rows[:LATENCY_SHOWN]
+        for channel, _, p50, p99, top in rows
     ]
-    more = len(rows) - LATENCY_SHOWN
+    more = channels - len(rows)
     if more > 0:
         parts.append(f"+{more} more channels (<code>{escape(snap.name)}.latency()</code>)")
     return f'<br><span class="rtk-latency">latency p50 / p99 / max: {" · ".join(parts)}</span>'

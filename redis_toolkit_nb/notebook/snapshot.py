@@ -14,6 +14,9 @@ from zoneinfo import ZoneInfo
 from .. import SubscriberStats
 from .rates import Rates
 
+#: Channels whose latency a snapshot holds (the busiest; ``feed.latency()`` has every one).
+LATENCY_SHOWN = 5
+
 
 @dataclass(frozen=True)
 class Snapshot:
@@ -52,8 +55,9 @@ class Snapshot:
     #: The latest reading of the connection's output buffer on the server (a core
     #: ``ServerBuffer``; None before the first one and once stopped).
     server_buffer: Any = None
-    #: With ``--latency-field``: (channel, count, p50, p99, max) per channel, seconds; else None.
-    latency: tuple[tuple[Any, int, float, float, float], ...] | None = None
+    #: With ``--latency-field``: (channels measured, ((channel, count, p50, p99, max), ...) of
+    #: the ``LATENCY_SHOWN`` busiest, seconds); else None.
+    latency: tuple[int, tuple[tuple[Any, int, float, float, float], ...]] | None = None
 
     def key(self) -> tuple[Any, ...]:
         """What the view depends on besides the rows: equal keys render identically."""

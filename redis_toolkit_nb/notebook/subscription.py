@@ -27,7 +27,7 @@ from .health import BufferSampler
 from .logs import LOG
 from .placement import Placement
 from .rates import Traffic
-from .snapshot import Snapshot
+from .snapshot import LATENCY_SHOWN, Snapshot
 
 
 class Subscription:
@@ -335,11 +335,12 @@ class Subscription:
         t = tracker.totals()
         return (t.gaps, t.missing, t.duplicates, t.reorders)
 
-    def _latency_rows(self) -> tuple[tuple[Any, int, float, float, float], ...] | None:
+    def _latency_rows(self) -> tuple[int, tuple[tuple[Any, int, float, float, float], ...]] | None:
         tracker = self.subscriber.latency
         if tracker is None:
             return None
-        return tuple((r.channel, r.messages, r.p50, r.p99, r.max) for r in tracker.summary())
+        rows = tracker.summary(top=LATENCY_SHOWN)  # the panel's: flat cost with many channels
+        return tracker.channels, tuple((r.channel, r.messages, r.p50, r.p99, r.max) for r in rows)
 
     # ---- control -----------------------------------------------------------------------------
     @property
