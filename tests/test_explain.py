@@ -12,7 +12,8 @@ from conftest import wait_until
 from IPython.core.error import UsageError
 from test_magics import ip, run, shell  # noqa: F401 - the shell fixtures
 
-from redis_toolkit_nb.notebook.explain import Explanation, glob_match
+from redis_toolkit_nb.notebook.explain import Explanation
+from redis_toolkit_nb.notebook.globs import glob_match
 
 pd = pytest.importorskip("pandas")
 
