@@ -317,7 +317,6 @@ class RtkMagics(Magics):
         return expect.run(self, line)
 
     # ---- %rtk SUBCOMMAND ---------------------------------------------------------------------
-    @no_var_expand  # "$" is an event class of %rtk keyspace, "{tag}" a hash tag
     @line_magic
     @_usage_errors
     def rtk(self, line: str) -> Any:
