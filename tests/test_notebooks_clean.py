@@ -27,6 +27,7 @@ EXPECTED = {
     "dashboard",
     "exploring_traffic",
     "scaling_out",
+    "debugging_flows",
 }
 PATHS = sorted(NOTEBOOKS_DIR.glob("*.ipynb"))
 SOURCES = sorted(NOTEBOOKS_DIR.glob("*.py"))

@@ -289,6 +289,29 @@ def check_scaling_out(run: Run) -> None:
     assert WIDGET in run.mimetypes(run.cell("%rtk panel"))
 
 
+def check_debugging_flows(run: Run) -> None:
+    """The flaky publisher's four faults, each found: gaps and a duplicate and a reorder, the
+    retyped and the new field, the queued orders' latency, the stuck subscriber on the server's
+    gauge; the capture replayed at 10x with the same gaps; a small app's key events; the
+    double delivery explained; the exercises' checks."""
+    s = run.summary
+    assert re.fullmatch(r"demo-[0-9a-f]{6}", s["prefix"]), s["prefix"]
+    assert s["sent"] == s["delivered"] == 116  # 120 numbers, 5 skipped, 1 sent twice
+    assert s["gap_kinds"] == {"gap": 4, "duplicate": 1, "reorder": 1}
+    assert s["missing"] == 5 and s["disconnected"] is False  # 6 skipped, 1 came late
+    assert ["coupon", "appeared"] in s["changes"] and ["qty", "type"] in s["changes"]
+    assert "str" in json.dumps(s["qty_types"]) or "string" in json.dumps(s["qty_types"])
+    assert s["latency_p50_ms"] < 200 <= s["latency_max_ms"] < 5000
+    assert (s["gauge_first"], s["gauge_peak"], s["gauge_after"]) == ("ok", "warn", "ok")
+    assert s["replayed"] == 116 and s["copy_missing"] == 5
+    assert s["replay_duration"] < s["capture_span"] / 3  # 10x: well under a third of the time
+    assert {"set", "expire", "del", "expired"} <= set(s["key_events"])
+    assert s["explain_copies"] == {"feed": 1, "twice": 2} and s["explain_numsub"] == 2
+    assert s["failed_check"] is True
+    assert WIDGET in run.mimetypes(run.cell("from redis_toolkit_nb import RedisToolkit"))
+    assert run.calls.get("publish", 0) >= 116 * 2
+
+
 CHECKS: dict[str, Callable[[Run], None]] = {
     "quickstart": check_quickstart,
     "patterns_and_routing": check_patterns_and_routing,
@@ -298,6 +321,7 @@ CHECKS: dict[str, Callable[[Run], None]] = {
     "dashboard": check_dashboard,
     "exploring_traffic": check_exploring_traffic,
     "scaling_out": check_scaling_out,
+    "debugging_flows": check_debugging_flows,
 }
 
 
