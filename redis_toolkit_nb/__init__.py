@@ -13,6 +13,7 @@ from ._codec import decode, encode
 from ._connection import DEFAULT_URL, resolve_url
 from ._options import RedisOptions
 from ._replay import ReplaySummary, replay_plan
+from ._schema import SchemaTracker, schema_of
 from ._stats import SubscriberStats
 from ._subscriber import Subscriber, active_subscribers
 from ._toolkit import RedisToolkit
@@ -48,6 +49,7 @@ __all__ = [
     "RemoteError",
     "ReplaySummary",
     "RequestTimeout",
+    "SchemaTracker",
     "SerializationError",
     "Subscriber",
     "SubscriberStats",
@@ -63,6 +65,7 @@ __all__ = [
     "read_capture",
     "replay_plan",
     "resolve_url",
+    "schema_of",
     "unload_ipython_extension",
 ]
 

@@ -21,7 +21,7 @@ import threading
 import time
 import traceback
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from . import _codec as codec
@@ -62,6 +62,7 @@ class Dispatcher:
         options: RedisOptions,
         name: str,
         on_message: Callable[[Record], object] | None = None,
+        observe: Iterable[Callable[[list[Record]], object]] = (),
         awaiting: Callable[[], bool] = lambda: False,
         on_fatal: Callable[[BaseException], Any] = lambda exc: None,
         pull: Callable[[Callable[[], int]], tuple[Batch, float] | None] | None = None,
@@ -76,6 +77,9 @@ class Dispatcher:
         #: Bumped by ``wake()`` whenever the reader has new bytes.
         self._data = 0
         self._on_message = on_message
+        #: Trackers (sequence, schema): each sees every batch's delivered records once the
+        #: batch is done. They only observe (they are not user callbacks).
+        self._observe = list(observe)
         self._buffer = buffer
         self._mode = options.decode
         self._decoder = codec.Decoder(options.decode, options.legacy_envelopes)
@@ -331,7 +335,10 @@ class Dispatcher:
         on_message = self._on_message
         by_channel = self.by_channel
         raw = mode == "raw"
-        keep = buffer_append is not None or on_message is not None
+        observers = self._observe
+        records: list[Record] = []
+        records_append = records.append if observers else None
+        keep = buffer_append is not None or on_message is not None or bool(observers)
         delivered = 0
         failed = 0
         broke = False
@@ -387,6 +394,8 @@ class Dispatcher:
                 record = (t, channel, pattern, data, len(payload))
                 if buffer_append is not None:
                     buffer_append(record)
+                if records_append is not None:
+                    records_append(record)
                 if on_message is not None:
                     broke = False
                     try:
@@ -412,6 +421,12 @@ class Dispatcher:
                     break
         if run:
             by_channel[run_channel] = by_channel.get(run_channel, 0) + run
+        if records:
+            for observe in observers:
+                try:
+                    observe(records)
+                except Exception as exc:  # noqa: BLE001 - a tracker's bug must not stop delivery
+                    self._error_log.emit("a tracker failed on %d messages: %r", len(records), exc)
         return delivered, failed
 
     def _stop_on(self, exc: BaseException) -> None:

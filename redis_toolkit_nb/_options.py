@@ -84,6 +84,10 @@ class RedisOptions:
     #: ``"meta.seq"``): the subscriber then finds gaps, duplicates and reordering per channel
     #: (``subscriber.sequence``). None: no checking, and no cost per message.
     seq_field: str | None = None
+    #: Follow the fields and JSON types of the payloads per channel, and report drift: a field
+    #: that appears, disappears or changes type (``subscriber.schema``). False: no cost per
+    #: message.
+    track_schema: bool = False
 
     def __post_init__(self) -> None:
         self.validate()
@@ -156,6 +160,12 @@ class RedisOptions:
             "seq_field",
             self.seq_field,
             "must be None or a field name (a dotted path such as 'seq' or 'meta.seq')",
+        )
+        _check(
+            isinstance(self.track_schema, bool),
+            "track_schema",
+            self.track_schema,
+            "must be True or False",
         )
 
     @property

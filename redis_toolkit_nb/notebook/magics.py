@@ -217,6 +217,13 @@ class RtkMagics(Magics):
         "reordering per channel: NAME.gaps() and the panel's counters",
     )
     @argument(
+        "--no-schema",
+        action="store_false",
+        dest="track_schema",
+        help="do not follow the payloads' fields and types (NAME.schema(), "
+        "NAME.schema_changes() and the panel's drift line need it; on by default)",
+    )
+    @argument(
         "--sharded",
         action="store_true",
         help="sharded channels (SSUBSCRIBE, Redis 7.0+; names taken literally): on a cluster "
@@ -258,6 +265,7 @@ class RtkMagics(Magics):
             log_size=self.log_size,
             sharded=args.sharded,
             seq_field=args.seq_field,
+            track_schema=args.track_schema,
         )
 
     # ---- %rtk_request -----------------------------------------------------------------------

@@ -62,6 +62,7 @@ def counters_text(snap: Snapshot, tz: str = "UTC") -> str:
     )
     if snap.discarding:
         text += ' · <b style="color:#c60">discarding incoming</b>'
+    text += _schema(snap, tz)
     if snap.state == "paused" and snap.paused_at is not None:
         text += (
             f'<br><b class="rtk-paused">paused at {clock(snap.paused_at, tz)[:8]}: '
@@ -106,6 +107,24 @@ def _sequence(snap: Snapshot) -> str:
     if gaps or duplicates or reorders:
         text = f'<b class="rtk-gaps" style="color:#c60">{text}</b>'
     return text + " · "
+
+
+def _schema(snap: Snapshot, tz: str) -> str:
+    """Schema drift, on a line of its own once there is any (with the newest change)."""
+    if snap.schema is None or not snap.schema[0]:
+        return ""
+    changes, last = snap.schema
+    text = f"schema changes {changes}"
+    if last is not None:
+        where = f"{last.channel}.{last.field}" if last.field != "(payload)" else last.channel
+        if last.change == "type":
+            what = f"{last.before} \u2192 {last.after}"
+        elif last.change == "appeared":
+            what = f"appeared ({last.after})"
+        else:
+            what = f"disappeared (was {last.before})"
+        text += f"; last: {where} {what} at {clock(last.time, tz)[:8]}"
+    return f'<br><span class="rtk-schema" style="color:#c60">{escape(text)}</span>'
 
 
 class LivePanel:

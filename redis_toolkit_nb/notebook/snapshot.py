@@ -49,6 +49,8 @@ class Snapshot:
     moves: tuple[Any, ...] = ()
     #: With ``--seq-field``: (gaps, messages missing, duplicates, reordered); else None.
     sequence: tuple[int, int, int, int] | None = None
+    #: Schema drift: (changes so far, the newest ``SchemaEvent`` or None); None when off.
+    schema: tuple[int, Any] | None = None
 
     def key(self) -> tuple[Any, ...]:
         """What the view depends on besides the rows: equal keys render identically."""
@@ -83,6 +85,7 @@ class Snapshot:
             len(self.prints),
             self.prints[-1][0] if self.prints else None,
             self.sequence,
+            self.schema,
         )
 
 

@@ -170,6 +170,7 @@ class NotebookState:
         log_size: int = 50,
         sharded: bool = False,
         seq_field: str | None = None,
+        track_schema: bool = True,
     ) -> Subscription:
         """Start a subscription bound to ``name`` in the namespace, replacing (stopping) any
         earlier one of that name (``sharded``: ``names`` are sharded channels)."""
@@ -193,6 +194,7 @@ class NotebookState:
             timezone=self._timezone,
             sharded=sharded,
             seq_field=seq_field,
+            track_schema=track_schema,
         )
         with self._lock:
             self.subscriptions[name] = sub

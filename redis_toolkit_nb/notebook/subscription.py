@@ -26,7 +26,9 @@ class Subscription:
 
     ``df`` is a DataFrame of the newest ``max_rows`` messages (oldest first) built when read;
     ``export()`` writes it (``read_capture`` and ``%rtk_replay`` read it back); ``gaps()``
-    lists sequence gaps (with ``seq_field``); ``expect()`` waits for and checks traffic;
+    lists sequence gaps (with ``seq_field``); ``schema()``, ``schema_changes()`` and
+    ``json_schema()`` describe the payloads' fields and their drift; ``expect()`` waits for
+    and checks traffic;
     ``stats`` the subscriber's figures; ``stop()``, ``pause()``, ``resume()``, ``discard()``
     and ``clear()`` control it; displaying it shows its live panel; ``snapshot()`` is what the
     panel shows.
@@ -54,6 +56,7 @@ class Subscription:
         timezone: Callable[[], str] = lambda: "UTC",
         sharded: bool = False,
         seq_field: str | None = None,
+        track_schema: bool = True,
     ) -> None:
         self.name = name
         #: Whether ``names`` are sharded channels (SSUBSCRIBE) rather than channels/patterns.
@@ -62,7 +65,9 @@ class Subscription:
         self.placement = Placement()
         self.max_rows = max_rows
         self.requested = list(names)
-        self._options = RedisOptions(buffer_size=max_rows, decode=decode, seq_field=seq_field)
+        self._options = RedisOptions(
+            buffer_size=max_rows, decode=decode, seq_field=seq_field, track_schema=track_schema
+        )
         self._body = body
         self._namespace = namespace if namespace is not None else {}
         self._on_stop = on_stop
@@ -198,6 +203,36 @@ class Subscription:
             )
         return frames.sequence_frame(list(tracker.events), self.timezone)
 
+    # ---- schema and drift (notebook subscriptions follow it unless --no-schema) ---------------
+    def _schema(self, what: str) -> Any:
+        tracker = self.subscriber.schema
+        if tracker is None:
+            raise ValueError(
+                f"{self.name}.{what}(): this subscription does not follow the payloads' schema; "
+                "start it without --no-schema"
+            )
+        return tracker
+
+    def schema(self) -> pd.DataFrame:
+        """One row per channel and field seen (a dotted path into dict payloads; a payload
+        that is not a dict is ``(payload)``): ``types`` (JSON names: ``int|null``),
+        ``count`` (messages with the field), ``present`` (their share of the channel's
+        messages), ``null_rate``, ``first_seen``, ``last_seen``. From the start, beyond
+        ``max_rows``; ``clear()`` keeps it. ``redis_toolkit_nb.schema_of(df)`` gives the same
+        for a captured DataFrame."""
+        return self._schema("schema").schema(self.timezone)
+
+    def schema_changes(self) -> pd.DataFrame:
+        """Drift, oldest first: ``time``, ``channel``, ``field``, ``change`` (``appeared``,
+        ``disappeared``: once, the field is optional from then on, or ``type``), ``before``
+        and ``after`` (types, ``int`` -> ``int|str``). The newest 10,000 events."""
+        return self._schema("schema_changes").schema_changes(self.timezone)
+
+    def json_schema(self, channel: str) -> dict[str, Any]:
+        """A JSON Schema (draft 2020-12) of the payloads seen on ``channel``: types,
+        properties, ``required`` (fields every message had), nested objects."""
+        return self._schema("json_schema").json_schema(channel)
+
     def expect(
         self,
         count: int | None = None,
@@ -287,6 +322,7 @@ class Subscription:
             nodes=dict(nodes),
             moves=tuple(self.placement.moves),
             sequence=self._sequence_totals(),
+            schema=self._schema_changes(),
         )
 
     def _sequence_totals(self) -> tuple[int, int, int, int] | None:
@@ -295,6 +331,13 @@ class Subscription:
             return None
         t = tracker.totals()
         return (t.gaps, t.missing, t.duplicates, t.reorders)
+
+    def _schema_changes(self) -> tuple[int, Any] | None:
+        tracker = self.subscriber.schema
+        if tracker is None:
+            return None
+        events = tracker.events
+        return (tracker.changes, events[-1] if events else None)
 
     # ---- control -----------------------------------------------------------------------------
     @property
