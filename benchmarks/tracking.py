@@ -103,9 +103,8 @@ def captured(n: int) -> None:
     assert list(schema["count"]) == [len(data)] * 4, schema
     start = time.perf_counter()
     tracker = SequenceTracker("seq")
-    records = frame_records(frame)
-    for k in range(0, len(records), 512):
-        tracker.observe_batch(records[k : k + 512])
+    for records in frame_records(frame):
+        tracker.observe_batch(records)
     took_gaps = time.perf_counter() - start
     assert tracker.totals().missing == 1
     print(

@@ -61,8 +61,6 @@ _TIME = itemgetter(0)
 _CHANNEL = itemgetter(1)
 _DATA = itemgetter(3)
 _GET = dict.get
-#: Records handed to ``observe_batch`` at once when a frame is read.
-_CHUNK = 512
 
 
 class _Missing:
@@ -165,9 +163,8 @@ class SchemaTracker:
     def observe_frame(self, frame: Any) -> None:
         """The rows of a DataFrame with ``time``, ``channel`` and ``data`` (``feed.df``,
         ``read_capture(path)``), in order: as if they were delivered now."""
-        records = frame_records(frame)
-        for start in range(0, len(records), _CHUNK):
-            self._observe(records[start : start + _CHUNK], False)
+        for records in frame_records(frame):
+            self._observe(records, False)
 
     def _observe(self, records: list[Any], same_time: bool) -> None:
         if not records:
