@@ -62,7 +62,7 @@ class Dispatcher:
         options: RedisOptions,
         name: str,
         on_message: Callable[[Record], object] | None = None,
-        observe: Iterable[Callable[[list[Record]], object]] = (),
+        observe: Iterable[Callable[[list[Record], Any], object]] = (),
         awaiting: Callable[[], bool] = lambda: False,
         on_fatal: Callable[[BaseException], Any] = lambda exc: None,
         pull: Callable[[Callable[[], int]], tuple[Batch, float] | None] | None = None,
@@ -78,7 +78,8 @@ class Dispatcher:
         self._data = 0
         self._on_message = on_message
         #: Trackers (sequence, schema): each sees every batch's delivered records once the
-        #: batch is done. They only observe (they are not user callbacks).
+        #: batch is done, and its one channel (None if several). They only observe (they
+        #: are not user callbacks).
         self._observe = list(observe)
         self._buffer = buffer
         self._mode = options.decode
@@ -422,9 +423,11 @@ class Dispatcher:
         if run:
             by_channel[run_channel] = by_channel.get(run_channel, 0) + run
         if records:
+            # The batch's one channel, if it has one (the last run is the whole batch).
+            one = run_channel if run == len(records) else None
             for observe in observers:
                 try:
-                    observe(records)
+                    observe(records, one)
                 except Exception as exc:  # noqa: BLE001 - a tracker's bug must not stop delivery
                     self._error_log.emit("a tracker failed on %d messages: %r", len(records), exc)
         return delivered, failed

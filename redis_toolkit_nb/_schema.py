@@ -156,8 +156,15 @@ class SchemaTracker:
         """One delivered message ``(time, channel, pattern, data, size)``."""
         self.observe_batch([record])
 
-    def observe_batch(self, records: list[tuple[float, Any, Any, Any, int]]) -> None:
-        """Delivered messages, in order, all with one ``time`` (the dispatcher's batch)."""
+    def observe_batch(
+        self, records: list[tuple[float, Any, Any, Any, int]], channel: Any = None
+    ) -> None:
+        """Delivered messages, in order, all with one ``time`` (the dispatcher's batch;
+        ``channel``: the one channel of them all, if the caller knows)."""
+        if channel is not None:
+            with self._lock:
+                self._group(channel, records, True)
+            return
         self._observe(records, True)
 
     def observe_frame(self, frame: Any) -> None:

@@ -86,12 +86,16 @@ class SequenceTracker:
         self.events: deque[SequenceEvent] = deque(maxlen=keep)
         self.gaps = self.missing = self.duplicates = self.reorders = self.unsequenced = 0
 
-    def observe_batch(self, records: list[tuple[float, Any, Any, Any, int]]) -> None:
-        """``observe`` every record of a batch, in order. The usual batch (one channel, the
-        next numbers in a row) is checked by columns, with no loop in Python; anything else
-        message by message."""
+    def observe_batch(
+        self, records: list[tuple[float, Any, Any, Any, int]], channel: Any = None
+    ) -> None:
+        """``observe`` every record of a batch, in order (``channel``: the one channel of
+        them all, if the caller knows). The usual batch (one channel, the next numbers in a
+        row) is checked by columns, with no loop in Python; anything else message by
+        message."""
         getter = self._getter
         if getter is not None and records:
+            one = channel is not None
             channel = records[0][1]
             state = self._channels.get(channel)
             if state is not None:
@@ -105,7 +109,7 @@ class SequenceTracker:
                     and numbers[-1] == start + n - 1
                     and numbers == list(range(start, start + n))
                     and set(map(type, numbers)) == {int}
-                    and list(map(_CHANNEL, records)).count(channel) == n
+                    and (one or list(map(_CHANNEL, records)).count(channel) == n)
                 ):
                     state.expected = start + n
                     state.last = records[-1][0]
