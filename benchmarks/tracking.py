@@ -1,5 +1,5 @@
-"""Ingest with every tracker on (sequence gaps, schema) against the same run with them off,
-and the trackers' time on a captured DataFrame.
+"""Ingest with every tracker on (sequence gaps, latency, schema) against all off, and the
+trackers' time on a captured DataFrame.
 
 Run from the repository root (a private server on a free loopback port)::
 
@@ -31,16 +31,17 @@ CHANNEL = "bench-track"
 #: Every tracker, on: one line per tracker.
 TRACKERS: dict[str, object] = {
     "seq_field": "seq",
+    "latency_field": "ts",
     "track_schema": True,
 }
 
 _PUBLISHER = """
-import socket, sys
+import socket, sys, time
 port, n = int(sys.argv[1]), int(sys.argv[2])
 head = b"*3\\r\\n$7\\r\\nPUBLISH\\r\\n$11\\r\\nbench-track\\r\\n"
 parts = []
 for k in range(n):
-    body = ('{"seq":%d,"ts":1764500000.123456,"kind":"tick","pad":"%s"}' % (k, "x" * 38)).encode()
+    body = ('{"seq":%d,"ts":%.6f,"kind":"tick","pad":"%s"}' % (k, time.time(), "x" * 38)).encode()
     parts.append(head + b"$%d\\r\\n%s\\r\\n" % (len(body), body))
 wire = b"".join(parts)
 sock = socket.create_connection(("127.0.0.1", port))
@@ -72,6 +73,7 @@ def one_round(srv: RedisServer, n: int, on: bool) -> tuple[float, int]:
             delivered = sub.totals().delivered
             if on and delivered == n:  # (a round the server cut short says so in its count)
                 assert sub.sequence is not None and sub.schema is not None
+                assert sub.latency is not None and sub.latency.summary()[0].messages == n
                 t = sub.sequence.totals()
                 assert t.gaps == t.duplicates == t.reorders == 0, t
                 rows = sub.schema.rows()

@@ -11,6 +11,8 @@ from ._buffer import Message, MessageBuffer
 from ._capture import read_capture
 from ._codec import decode, encode
 from ._connection import DEFAULT_URL, resolve_url
+from ._health import ServerBuffer
+from ._latency import latency_table
 from ._options import RedisOptions
 from ._replay import ReplaySummary, replay_plan
 from ._schema import SchemaTracker, schema_of
@@ -51,6 +53,7 @@ __all__ = [
     "RequestTimeout",
     "SchemaTracker",
     "SerializationError",
+    "ServerBuffer",
     "Subscriber",
     "SubscriberStats",
     "SubscriptionError",
@@ -60,6 +63,7 @@ __all__ = [
     "active_subscribers",
     "decode",
     "encode",
+    "latency_table",
     "load_ipython_extension",
     "mask_url",
     "read_capture",

@@ -1,17 +1,18 @@
-"""``Listener``: the sync subscriber's messages, delivered into an asyncio event loop.
+"""``Listener``: a subscriber's messages, taken and decoded in an asyncio event loop.
 
-The subscriber's reader and dispatcher threads do the reading and parsing (the batch reader,
-several times faster than redis-py's per-message async path). Its handler appends
-``(channel, payload)`` to a bounded deque and wakes the loop with ``call_soon_threadsafe`` only
-when the consumer may be asleep: once per burst, not once per message. When the deque is full
-the handler waits, so the subscriber's own bounded queue fills next and its overflow policy
-applies (``stats.dropped`` counts every message dropped).
+The subscriber's reader thread reads the socket into its byte pump; there is no dispatcher
+thread: the loop itself takes each batch of replies (``Subscriber(external=...)``,
+``take()``), parsed by hiredis right before it is decoded, one message per ``__anext__``.
+Nothing parsed waits between two threads, so few parsed messages are ever alive at once and
+the garbage collector stays idle (handing batches over through a deque instead cost ~1,250
+young collections and 10 full ones on a 1M burst, against about a dozen). The reader calls
+``call_soon_threadsafe`` only when the loop sleeps: once per burst, not once per message.
 
-Payloads are decoded in the loop, as each message is taken, not on the subscriber's thread:
-a decoded dict waiting in the deque would survive the garbage collector's young generations
-and make every collection pay for it (measured: a 1M burst read at ~210k msg/s with decoded
-values queued, ~570k with bytes queued, as with the collector off). The rules are the sync
-subscriber's (``RedisOptions.decode``), and so are the figures.
+Backpressure is the sync subscriber's: unparsed bytes wait in the pump (``max_backlog_bytes``),
+past it the reader parses into the subscriber's bounded queue (``queue_size``) and its overflow
+policy applies (``stats.dropped`` counts every message dropped). The decoding rules are the
+sync subscriber's (``RedisOptions.decode``), and so are the figures: ``delivered`` counts what
+the loop took, and what the loop never took before the listener closed is counted as dropped.
 """
 
 from __future__ import annotations
@@ -19,8 +20,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-import threading
-from collections import deque
 from collections.abc import Callable, Iterable
 from concurrent.futures import Executor
 from typing import Any
@@ -32,60 +31,11 @@ from ._subscriber import Subscriber
 
 logger = logging.getLogger("redis_toolkit_nb")
 
-#: Messages waiting in the loop's deque, at most, before the subscriber's queue takes the rest.
+#: Kept for callers of ``listen(max_pending=...)``: the batches of the subscriber's queue a
+#: slow loop lets wait, at most, in messages (``queue_size`` when smaller).
 DEFAULT_PENDING = 16_384
-
-
-class _Pipe:
-    """The bridge the subscriber's thread writes into; it holds no reference to the
-    ``Listener``, so dropping the listener (leaving ``async for``) can close it at once."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop, limit: int) -> None:
-        self.loop = loop
-        self.items: deque[tuple[Any, Any]] = deque()
-        self.limit = limit
-        self.low = max(1, limit // 2)
-        self.event = asyncio.Event()
-        self.space = threading.Event()
-        self.space.set()
-        self.blocked = False
-        self.wake_pending = False
-        self.closed = False
-
-    def handler(self) -> Callable[[Any, Any], None]:
-        """The subscriber's handler (its dispatcher thread): a closure over locals, because
-        it runs once per message."""
-        items = self.items
-        append = items.append
-        limit = self.limit
-
-        def handle(channel: Any, data: Any) -> None:
-            if len(items) >= limit:
-                self.wait_for_room()
-            append((channel, data))
-            if not self.wake_pending:
-                self.wake_pending = True
-                self.wake()
-
-        return handle
-
-    def wait_for_room(self) -> None:
-        self.space.clear()
-        self.blocked = True  # after clear(): the consumer's set() then always wakes us
-        while len(self.items) >= self.limit and not self.closed:
-            self.space.wait(0.1)
-        self.blocked = False
-
-    def wake(self) -> None:
-        try:
-            self.loop.call_soon_threadsafe(self.event.set)
-        except RuntimeError:  # the loop is closed: nobody is left to wake
-            pass
-
-    def close(self) -> None:
-        self.closed = True
-        self.space.set()
-        self.wake()
+# Channel and pattern names decoded and remembered (the cache is reset past this size).
+_NAME_CACHE_LIMIT = 10_000
 
 
 class Listener:
@@ -109,28 +59,51 @@ class Listener:
             raise ValueError("listen() needs at least one channel or pattern")
         self._executor = executor
         self._limit = max_pending
-        self._pipe: _Pipe | None = None
+        self._event: asyncio.Event | None = None
+        self._wake: Callable[[], None] = lambda: None
+        # Messages the subscriber handed to the loop (``take()``), including the current batch.
+        self._handed = 0
         self.subscriber: Subscriber | None = None
         self._closed = False
-        self._mode = toolkit.options.decode
+        self._raw = toolkit.options.decode == "raw"
         # The subscriber's own decoding rules (one table for every path, see ``_codec``).
         self._decoder = codec.Decoder(toolkit.options.decode, toolkit.options.legacy_envelopes)
+        self._unwrap = self._decoder.unwrap if self._decoder.legacy else None
         self._raw_payloads = 0
         self._decode_errors = 0
         self._error_log = RateLimitedLog(logger, logging.ERROR, period=10.0, burst=5)
+        # The batch being taken, and the next reply in it.
+        self._batch: list[Any] = []
+        self._index = 0
+        self._text: dict[bytes, str | bytes] = {}
+        # Messages per channel, counted in runs (one identity test per message).
+        self._run_channel: Any = None
+        self._run = 0
+        self._by_channel: dict[Any, int] = {}
+        self._by_pattern: dict[Any, int] = {}
+        self._by_link: dict[tuple[Any, Any], int] = {}
+        # Handed to the loop but never taken, once closed (counted as dropped).
+        self._abandoned = 0
 
     async def start(self) -> Listener:
         """Subscribe and return once the server confirmed every name."""
         if self.subscriber is not None or self._closed:
             return self
         loop = asyncio.get_running_loop()
-        pipe = self._pipe = _Pipe(loop, self._limit)
+        event = self._event = asyncio.Event()
+
+        def wake() -> None:  # the reader's thread, only while the loop sleeps
+            try:
+                loop.call_soon_threadsafe(event.set)
+            except RuntimeError:  # the loop is closed: nobody is left to wake
+                pass
+
         tk = self._toolkit
-        sub = Subscriber(
-            tk.client,
-            handler=pipe.handler(),
-            options=tk.options.replace(buffer_size=0, decode="raw"),
+        options = tk.options.replace(
+            buffer_size=0, decode="raw", queue_size=min(tk.options.queue_size, self._limit)
         )
+        self._wake = wake
+        sub = Subscriber(tk.client, options=options, external=wake)
         await loop.run_in_executor(self._executor, sub.start, self._names)
         self.subscriber = sub
         return self
@@ -139,37 +112,89 @@ class Listener:
         return self
 
     async def __anext__(self) -> tuple[Any, Any]:
-        pipe = self._pipe
-        if pipe is None:
-            await self.start()
-            pipe = self._pipe
-            assert pipe is not None
-        items = pipe.items
         while True:
-            if items:
-                item = items.popleft()
-                if pipe.blocked and len(items) < pipe.low:
-                    pipe.space.set()
-                if self._mode == "raw":
-                    return item
+            batch = self._batch
+            index = self._index
+            if index < len(batch):
+                self._index = index + 1
+                reply = batch[index]
+                if len(reply) == 3:
+                    cb = reply[1]
+                else:
+                    cb = reply[2]
+                    self._count_pattern(reply[1], cb)
+                channel = self._text.get(cb)
+                if channel is None:
+                    channel = self._name(cb)
+                if channel is not self._run_channel:
+                    self._end_run()
+                    self._run_channel = channel
+                self._run += 1
+                payload = reply[-1]
+                if self._raw:
+                    return channel, payload
                 try:
-                    data = codec._loads(item[1])
+                    data = codec._loads(payload)
                 except codec.JSONDecodeError:
-                    decoded = self._fallback(*item)
+                    decoded = self._fallback(channel, payload)
                     if decoded is not None:
                         return decoded
                     continue
-                decoder = self._decoder
-                if decoder.legacy and data.__class__ is dict and "__type__" in data:
-                    data = decoder.unwrap(data, item[1])
-                return item[0], data
-            if self._closed:
+                if self._unwrap is not None and data.__class__ is dict and "__type__" in data:
+                    data = self._unwrap(data, payload)
+                return channel, data
+            if not await self._next_batch():
                 raise StopAsyncIteration
-            pipe.event.clear()
-            # Cleared before the last look, so a message appended from now on wakes us.
-            pipe.wake_pending = False
-            if not items:
-                await pipe.event.wait()
+
+    async def _next_batch(self) -> bool:
+        """Take the next batch from the subscriber (waiting for one); False once closed."""
+        if self.subscriber is None:
+            await self.start()
+        sub = self.subscriber
+        event = self._event
+        assert sub is not None and event is not None
+        while not self._closed:
+            got = sub.take()
+            if got is not None:
+                self._batch, self._index = got[0], 0
+                self._handed += len(got[0])
+                return True
+            event.clear()
+            sub.sleep()  # from now on a new batch or new bytes set the event
+            got = sub.take()
+            if got is not None:
+                self._batch, self._index = got[0], 0
+                self._handed += len(got[0])
+                return True
+            await event.wait()
+        return False
+
+    def _name(self, raw: bytes) -> str | bytes:
+        try:
+            name: str | bytes = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            name = raw  # a non-UTF-8 name stays bytes, exactly as published
+        if len(self._text) >= _NAME_CACHE_LIMIT:
+            self._text.clear()
+        self._text[raw] = name
+        return name
+
+    def _count_pattern(self, pb: bytes, cb: bytes) -> None:
+        pattern = self._text.get(pb)
+        if pattern is None:
+            pattern = self._name(pb)
+        channel = self._text.get(cb)
+        if channel is None:
+            channel = self._name(cb)
+        self._by_pattern[pattern] = self._by_pattern.get(pattern, 0) + 1
+        link = (pattern, channel)
+        self._by_link[link] = self._by_link.get(link, 0) + 1
+
+    def _end_run(self) -> None:
+        if self._run:
+            by_channel = self._by_channel
+            by_channel[self._run_channel] = by_channel.get(self._run_channel, 0) + self._run
+            self._run = 0
 
     def _fallback(self, channel: Any, payload: bytes) -> tuple[Any, Any] | None:
         """A payload orjson refused, decoded by the subscriber's rules; None: not delivered."""
@@ -188,32 +213,55 @@ class Listener:
         return channel, data
 
     @property
+    def _taken(self) -> int:
+        """Messages the loop took (returned, or refused by the decoder)."""
+        return self._handed - (len(self._batch) - self._index)
+
+    @property
     def stats(self) -> SubscriberStats:
-        """The subscriber's figures, with the decoding done in the loop accounted for."""
+        """The subscriber's figures, as the loop sees them: ``delivered`` counts what the
+        loop took, ``pending`` everything read and not yet taken, the per-channel counts are
+        of what was taken, and what was never taken before the listener closed is dropped."""
         if self.subscriber is None:
             return SubscriberStats()
+        taken = self._taken  # first: never more than the subscriber's figures read next
         s = self.subscriber.stats
+        delivered = taken - self._decode_errors
+        dropped = s.dropped + self._abandoned
+        decode_errors = s.decode_errors + self._decode_errors
+        by_channel = dict(self._by_channel)
+        if self._run:
+            by_channel[self._run_channel] = by_channel.get(self._run_channel, 0) + self._run
         return dataclasses.replace(
             s,
-            delivered=s.delivered - self._decode_errors,
-            decode_errors=s.decode_errors + self._decode_errors,
+            delivered=delivered,
+            dropped=dropped,
+            decode_errors=decode_errors,
             raw_payloads=s.raw_payloads + self._raw_payloads,
+            pending=s.received - delivered - dropped - decode_errors - s.skipped,
+            by_channel=by_channel,
+            by_pattern=dict(self._by_pattern),
+            by_link=dict(self._by_link),
         )
 
     @property
     def pending(self) -> int:
-        """Messages delivered by the subscriber and not yet taken by the loop."""
-        return len(self._pipe.items) if self._pipe else 0
+        """Messages read and not yet taken by the loop."""
+        return self.stats.pending
 
     def close(self) -> None:
         """Unsubscribe (stop the subscriber and join its threads). Idempotent."""
         if self._closed:
             return
         self._closed = True
-        if self._pipe is not None:
-            self._pipe.close()
+        self._wake()  # a loop waiting in __anext__ wakes up and ends the iteration
         if self.subscriber is not None:
             self.subscriber.stop()
+            # Handed to the loop and never taken: lost to the user, so counted as dropped.
+            rest = len(self._batch) - self._index
+            self._index = len(self._batch)  # nothing more is taken
+            self._handed -= rest
+            self._abandoned = rest
 
     async def aclose(self) -> None:
         """``close()`` without blocking the loop."""

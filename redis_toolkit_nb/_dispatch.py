@@ -66,8 +66,13 @@ class Dispatcher:
         awaiting: Callable[[], bool] = lambda: False,
         on_fatal: Callable[[BaseException], Any] = lambda exc: None,
         pull: Callable[[Callable[[], int]], tuple[Batch, float] | None] | None = None,
+        external: Callable[[], object] | None = None,
     ) -> None:
         self._handler = handler
+        #: With ``external`` there is no dispatcher thread: a consumer on its own thread
+        #: takes the batches undecoded (``take()``), and ``external()`` is called when new
+        #: ones may be waiting while it sleeps (``aio`` ``listen()``: its event loop decodes).
+        self._external = external
         self._awaiting = awaiting
         self._on_fatal = on_fatal
         #: Parses the next replies straight from the reader's byte pump, unless batches are
@@ -120,7 +125,18 @@ class Dispatcher:
 
     # ---- reader side -----------------------------------------------------------------------
     def start(self) -> None:
-        self._thread.start()
+        if self._external is None:
+            self._thread.start()
+
+    def _signal(self) -> None:
+        """Something to take: wake the dispatcher thread, or the external consumer, if it
+        sleeps (the condition's lock held)."""
+        if self._idle:
+            if self._external is None:
+                self._cv.notify()
+            else:
+                self._idle = False
+                self._external()
 
     def put(self, batch: Batch, received_at: float, force: bool = False) -> None:
         """Queue a batch; apply the overflow policy when the queue is full, unless ``force``
@@ -155,15 +171,45 @@ class Dispatcher:
                         batch = batch[n - self._max :]
             self._batches.append((received_at, batch))
             self.pending += len(batch)
-            if self._idle:
-                self._cv.notify()
+            self._signal()
 
     def wake(self) -> None:
         """New bytes wait in the reader's pump: pull them (called by the reader)."""
         with self._cv:
             self._data += 1
-            if self._idle:
-                self._cv.notify()
+            self._signal()
+
+    # ---- an external consumer's side ---------------------------------------------------------
+    def take(self) -> tuple[Batch, float] | None:
+        """The next batch of replies, undecoded, for the external consumer (queued batches
+        first, then parsed now from the reader's pump), counted as delivered; None if nothing
+        complete waits. Never blocks."""
+        cv = self._cv
+        with cv:
+            if self._halted or self._closed:
+                return None
+            if self._batches:
+                received_at, batch = self._batches.popleft()
+                self.pending -= len(batch)
+                self.delivered += len(batch)
+                if self._policy == "block":
+                    cv.notify_all()
+                return batch, received_at
+            stopping = self._stopping
+        if self._pull is None or stopping:
+            return None
+        got = self._pull(self._batches.__len__)
+        if got is not None:
+            with cv:
+                self.received += len(got[0])
+                self.delivered += len(got[0])
+        return got
+
+    def sleep(self) -> None:
+        """The external consumer is about to wait: ``external()`` is called at the next
+        batch or bytes (look once more with ``take()`` after this, then wait)."""
+        with self._cv:
+            self._idle = True
 
     def room(self) -> int:
         """How many more messages the queue takes before the overflow policy applies."""

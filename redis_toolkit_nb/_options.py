@@ -84,6 +84,11 @@ class RedisOptions:
     #: ``"meta.seq"``): the subscriber then finds gaps, duplicates and reordering per channel
     #: (``subscriber.sequence``). None: no checking, and no cost per message.
     seq_field: str | None = None
+    #: A field of dict payloads holding the publish time (epoch seconds, milliseconds,
+    #: microseconds or nanoseconds, told apart by magnitude; a dotted path): the subscriber
+    #: then measures latency per channel (``subscriber.latency``; ``publisher(...,
+    #: stamp="ts")`` puts the stamp in). None: no measuring, and no cost per message.
+    latency_field: str | None = None
     #: Follow the fields and JSON types of the payloads per channel, and report drift: a field
     #: that appears, disappears or changes type (``subscriber.schema``). False: no cost per
     #: message.
@@ -160,6 +165,13 @@ class RedisOptions:
             "seq_field",
             self.seq_field,
             "must be None or a field name (a dotted path such as 'seq' or 'meta.seq')",
+        )
+        _check(
+            self.latency_field is None
+            or (isinstance(self.latency_field, str) and all(self.latency_field.split("."))),
+            "latency_field",
+            self.latency_field,
+            "must be None or a field name (a dotted path such as 'ts' or 'meta.ts')",
         )
         _check(
             isinstance(self.track_schema, bool),

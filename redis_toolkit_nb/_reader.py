@@ -155,6 +155,12 @@ class Reader:
         #: message lost in transit (see SubscriberStats.truncated).
         self.truncated = 0
 
+        #: The server's id of the open connection (``CLIENT ID``, asked on connect; None when
+        #: refused or not connected) and its local address as the server lists it
+        #: (``CLIENT LIST``'s ``addr``): the health gauge finds the connection by them.
+        self.client_id: int | None = None
+        self.local_addr: str | None = None
+
         self._stopping = False
         self._conn: Any = None
         self._sock: socket.socket | None = None
@@ -208,6 +214,15 @@ class Reader:
     def address(self) -> tuple[str, int]:
         """The (host, port) this reader connects to."""
         return self._conn_kwargs.get("host", "localhost"), int(self._conn_kwargs.get("port", 6379))
+
+    @property
+    def conn_kwargs(self) -> dict[str, Any]:
+        """How this reader connects (credentials, TLS, protocol: never shown anywhere)."""
+        return self._conn_kwargs
+
+    @property
+    def conn_class(self) -> Any:
+        return self._conn_class
 
     def retarget(self, address: tuple[str, int]) -> None:
         """Connect to ``address`` from the next attempt on (a cluster node replacing a lost
@@ -286,6 +301,7 @@ class Reader:
             self._probe(conn)
             self._probe = None
         sock = conn._sock  # redis-py did the handshake; the hot path reads the socket directly
+        self.client_id, self.local_addr = _identify(conn), _addr_text(sock)
         sock.setblocking(False)
         self._sock = sock
         with self._pump_lock:
@@ -297,6 +313,7 @@ class Reader:
 
     def _close(self) -> None:
         self.subs.lost()
+        self.client_id = self.local_addr = None
         conn, self._conn, self._sock = self._conn, None, None
         if conn is not None:
             try:
@@ -497,3 +514,25 @@ class Reader:
                 select.select([], [sock], [], 0.1)
                 continue
             view = view[sent:]
+
+
+def _identify(conn: Any) -> int | None:
+    """``CLIENT ID`` of a connection just opened (one round trip, before any subscription);
+    None when refused (an ACL without ``+client|id``)."""
+    try:
+        conn.send_command("CLIENT", "ID")
+        return int(conn.read_response())
+    except redis.ResponseError:
+        return None
+
+
+def _addr_text(sock: socket.socket) -> str | None:
+    """The socket's local address as the server writes a client's ``addr``."""
+    try:
+        addr = sock.getsockname()
+    except OSError:
+        return None
+    if not isinstance(addr, tuple):
+        return None  # a unix socket: the server lists no address to match
+    host, port = addr[0], addr[1]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

@@ -20,6 +20,8 @@ import redis
 from ._buffer import MessageBuffer
 from ._cluster import Cluster, SlotMap, addr_text, discover, probe, require_sharded
 from ._dispatch import Dispatcher, Handler, Record
+from ._health import SEVERITY, BufferGauge, ServerBuffer
+from ._latency import LatencyTracker
 from ._options import RedisOptions
 from ._reader import CHANNEL, PATTERN, SHARD, Reader, is_pattern, to_bytes
 from ._schema import SchemaTracker
@@ -82,7 +84,9 @@ class Subscriber:
 
     Built by ``RedisToolkit(channels=..., message_handler=...)``; use it directly for more
     control. ``on_message`` receives each message as a ``(time, channel, pattern, data,
-    size)`` tuple (see ``Message``) before the handler.
+    size)`` tuple (see ``Message``) before the handler. With ``external``, in place of both,
+    no dispatcher thread runs: a consumer on its own thread takes batches of replies undecoded
+    with ``take()`` and is told by ``external()`` when new ones may wait (``aio`` ``listen()``).
 
     With ``cluster`` (a Redis Cluster's slot map, see ``_cluster``), sharded channels are read
     from the node owning their slot, one connection per node, and follow their slot when it
@@ -98,6 +102,7 @@ class Subscriber:
         name: str | None = None,
         on_message: Callable[[Record], object] | None = None,
         cluster: Cluster | None | bool = False,
+        external: Callable[[], object] | None = None,
     ) -> None:
         self.options = options or RedisOptions()
         self.name = name or f"rtk-sub-{next(_ids)}"
@@ -107,11 +112,15 @@ class Subscriber:
         self.sequence: SequenceTracker | None = None
         if self.options.seq_field:
             self.sequence = SequenceTracker(self.options.seq_field, self.loss_times)
+        #: Latency per channel from ``options.latency_field``'s stamps (None: off).
+        self.latency: LatencyTracker | None = None
+        if self.options.latency_field:
+            self.latency = LatencyTracker(self.options.latency_field)
         #: Fields, types and drift of the payloads per channel (``options.track_schema``).
         self.schema = SchemaTracker() if self.options.track_schema else None
         # Trackers see each batch of delivered messages, only when asked for: no cost per
         # message otherwise.
-        trackers = [t for t in (self.sequence, self.schema) if t is not None]
+        trackers = [t for t in (self.sequence, self.latency, self.schema) if t is not None]
         self._dispatcher = Dispatcher(
             handler=handler,
             buffer=self.buffer,
@@ -122,6 +131,7 @@ class Subscriber:
             awaiting=self._awaiting,
             on_fatal=self._fatal,
             pull=self._pull,
+            external=external,
         )
         self._pull_next = 0
         self._client = client
@@ -139,6 +149,7 @@ class Subscriber:
         self._started_at = 0.0
         self._stopped = False
         self._stop_lock = threading.Lock()
+        self._gauge = BufferGauge()
 
     def _new_reader(self, **cluster: Any) -> Reader:
         address = cluster.get("address")
@@ -171,6 +182,16 @@ class Subscriber:
                 self._pull_next = index + 1  # the next call starts with the next reader
                 return got
         return None
+
+    def take(self) -> tuple[list[Any], float] | None:
+        """With ``external``: the next batch of replies (``[b"message", channel, payload]``
+        or ``[b"pmessage", pattern, channel, payload]``, undecoded) and when it was read, or
+        None if nothing complete waits; ``sleep()`` before waiting for ``external()``."""
+        return self._dispatcher.take()
+
+    def sleep(self) -> None:
+        """With ``external``: the consumer is about to wait (see ``Dispatcher.sleep``)."""
+        self._dispatcher.sleep()
 
     def _adopt(self, cluster: Cluster) -> None:
         self._shards = ShardReaders(cluster, self._new_reader, self._clock, self._reader, self.name)
@@ -246,6 +267,7 @@ class Subscriber:
         dispatcher_done = self._dispatcher.stop(max(0.0, deadline - time.monotonic()))
         with _registry_lock:
             _registry.discard(self)
+        self._gauge.close()
         if not dispatcher_done:
             logger.warning(
                 "subscriber %s: the message handler was still running %g s after stop(); "
@@ -451,6 +473,22 @@ class Subscriber:
     @property
     def stats(self) -> SubscriberStats:
         return self._stats(detail=True)
+
+    def server_buffers(self) -> list[ServerBuffer]:
+        """A reading of each connection's output buffer on the server (one connection; on a
+        cluster, also one per node holding sharded channels), over a separate connection
+        (see ``ServerBuffer``); up to a second per node when a server does not answer."""
+        readers = [self._reader]
+        if self._shards is not None:
+            readers += list(self._shards.readers.values())
+        return [self._gauge.read(reader) for reader in readers]
+
+    def server_buffer(self) -> ServerBuffer:
+        """The worst of ``server_buffers()``: how close the server is to cutting this
+        subscriber off for reading too slowly."""
+        return max(
+            self.server_buffers(), key=lambda b: (SEVERITY.get(b.level, 1), b.fraction or 0.0)
+        )
 
     def loss_times(self) -> list[float]:
         """When (``time.time()``) this subscriber's connections were lost, newest 100 each."""

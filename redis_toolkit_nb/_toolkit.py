@@ -15,6 +15,7 @@ from . import _replay
 from ._cluster import Addr, Cluster, addr_text, discover, require_sharded
 from ._connection import make_client, resolve_url
 from ._errors import boundary, describe, scrub, translate
+from ._latency import Stamping, stamped
 from ._options import RedisOptions
 from ._reqreply import RequestReply, RequestStats
 from ._sizecap import SizeCap
@@ -143,8 +144,14 @@ class RedisToolkit:
         return self._detect()
 
     # ---- publishing --------------------------------------------------------------------------
-    def publisher(self, channel: str | bytes, data: Any, sharded: bool = False) -> int:
+    def publisher(
+        self, channel: str | bytes, data: Any, sharded: bool = False, stamp: str | None = None
+    ) -> int:
         """Serialize ``data`` (see ``codec``) and publish it; return the number of receivers.
+
+        ``stamp="ts"``: publish a copy of the dict ``data`` with the field ``ts`` (a dotted
+        path) set to ``time.time()``, for a subscriber's ``latency_field`` to measure;
+        a payload that is not a dict raises ``SerializationError``.
 
         ``sharded=True`` publishes to a sharded channel (SPUBLISH, Redis 7.0+), on a cluster
         routed to the node owning the channel's slot (following a ``MOVED``). The count is
@@ -156,6 +163,8 @@ class RedisToolkit:
         cannot hold, ``ToolkitConnectionError`` when the server cannot be reached or refuses
         the credentials, ``PublishError`` when it refuses the publish (ACL, READONLY...).
         """
+        if stamp is not None:
+            data = stamped(data, stamp)
         payload = codec.encode(data)
         if len(payload) > self._cap.limit:
             self._cap.check(len(payload), channel)
@@ -229,13 +238,24 @@ class RedisToolkit:
         return int(self.client.execute_command("SPUBLISH", name, payload))
 
     def publish_many(
-        self, channel: str | bytes, messages: Iterable[Any], sharded: bool = False
+        self,
+        channel: str | bytes,
+        messages: Iterable[Any],
+        sharded: bool = False,
+        stamp: str | None = None,
     ) -> int:
         """Publish every value of ``messages`` to ``channel`` in order, pipelined in chunks of
         2,000 per write; return how many were published. Safe from many threads at once.
 
         ``sharded=True``: SPUBLISH, to the node owning the channel's slot; after a ``MOVED``
-        the values not yet accepted are sent again, in order, where it says."""
+        the values not yet accepted are sent again, in order, where it says. ``stamp``: as in
+        ``publisher()``, each dict stamped as it is taken; a value that is not a dict raises
+        ``SerializationError`` once the values before it are published."""
+        if stamp is not None:
+            stamping = Stamping(messages, stamp)
+            count = self.publish_many(channel, stamping, sharded)
+            stamping.check(count)
+            return count
         if not sharded:
             count = publisher.publish_many(
                 self._pub, channel, messages, self._cap, on_lost=self._classic_lost

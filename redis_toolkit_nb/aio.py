@@ -39,6 +39,7 @@ from . import _codec as codec
 from ._aio_listen import DEFAULT_PENDING, Listener
 from ._errors import translate
 from ._inbox import Waiter
+from ._latency import stamped
 from ._options import RedisOptions
 from ._reqreply import (
     RequestReply,
@@ -130,9 +131,11 @@ class RedisToolkit:
         return await asyncio.get_running_loop().run_in_executor(self._executor, partial(fn, *args))
 
     # ---- publishing --------------------------------------------------------------------------
-    async def publisher(self, channel: str | bytes, data: Any) -> int:
+    async def publisher(self, channel: str | bytes, data: Any, stamp: str | None = None) -> int:
         """Serialize and publish ``data``; return the number of receivers (see the sync
-        ``publisher``)."""
+        ``publisher``; ``stamp`` too)."""
+        if stamp is not None:
+            data = stamped(data, stamp)
         client = self._async_client()
         if client is None:
             return await self._run(self.sync.publisher, channel, data)
@@ -149,9 +152,12 @@ class RedisToolkit:
 
     publish = publisher
 
-    async def publish_many(self, channel: str | bytes, messages: Iterable[Any]) -> int:
-        """Publish every value of ``messages`` in order, pipelined; return how many."""
-        return await self._run(self.sync.publish_many, channel, messages)
+    async def publish_many(
+        self, channel: str | bytes, messages: Iterable[Any], stamp: str | None = None
+    ) -> int:
+        """Publish every value of ``messages`` in order, pipelined; return how many
+        (``stamp``: as in the sync ``publish_many``)."""
+        return await self._run(partial(self.sync.publish_many, stamp=stamp), channel, messages)
 
     # ---- request-reply and acknowledgements --------------------------------------------------
     async def request(self, channel: str | bytes, data: Any, timeout: float = 5.0) -> Any:
@@ -212,9 +218,11 @@ class RedisToolkit:
     def listen(self, *names: str | bytes, max_pending: int = DEFAULT_PENDING) -> Listener:
         """``async for channel, data in t.listen("news", "user:*")``: each message of these
         channels and patterns, on its own subscription. It subscribes on ``async with`` or on
-        the first iteration; leaving the loop unsubscribes. Messages the loop has not taken
-        wait in a deque of ``max_pending``, then in the subscriber's ``queue_size`` queue,
-        past which ``RedisOptions.overflow`` drops (counted in ``listener.stats.dropped``)."""
+        the first iteration; leaving the loop unsubscribes. The loop itself takes and decodes
+        each message, parsed right before; messages it has not taken yet wait as bytes in the
+        reader (``max_backlog_bytes``), then parsed in the subscriber's queue of ``queue_size``
+        (at most ``max_pending``) messages, past which ``RedisOptions.overflow`` applies
+        (drops counted in ``listener.stats.dropped``)."""
         listener = Listener(self.sync, names, self._executor, max_pending)
         self._listeners.add(listener)
         return listener

@@ -302,3 +302,55 @@ def test_async_publisher_checks_and_errors_match_the_sync_one(make_server):
 
     asyncio.run(first())
     asyncio.run(second())
+
+
+def test_listen_figures_per_channel_and_what_the_loop_never_took(server):
+    """The loop itself takes and decodes the messages: ``delivered`` is what it took, the
+    per-channel, per-pattern and per-link counts are of those, and what was read but never
+    taken when the loop left is counted as dropped (the invariant holds before and after)."""
+
+    async def main() -> None:
+        async with RedisToolkit(url=server.url) as t:
+            async with t.listen("aio:fig:a", "aio:fig:*") as stream:
+                await t.publish_many("aio:fig:a", range(300))
+                await t.publish_many("aio:fig:b", range(200))
+                # a: one message per subscription (channel and pattern); b: the pattern's only.
+                # Nothing is parsed before the loop asks: the bytes wait in the reader's pump.
+                got = [await stream.__anext__() for _ in range(700)]
+                s = stream.stats
+                assert s.delivered == 700 and s.dropped == 0 and s.received >= 700
+                assert s.pending == s.received - 700
+                assert s.by_channel == {"aio:fig:a": 600, "aio:fig:b": 100}
+                assert s.by_pattern == {"aio:fig:*": 400}
+                assert s.by_link == {
+                    ("aio:fig:*", "aio:fig:a"): 300,
+                    ("aio:fig:*", "aio:fig:b"): 100,
+                }
+                assert [d for c, d in got if c == "aio:fig:b"] == list(range(100))
+            after = stream.stats
+        assert (after.received, after.delivered, after.dropped, after.pending) == (800, 700, 100, 0)
+
+    asyncio.run(main())
+
+
+def test_listen_under_block_loses_nothing_to_a_slow_loop(server):
+    """``overflow="block"``: a loop slower than the publisher holds the reader back (the
+    server's buffer takes the rest); every message arrives, in order, none dropped."""
+    options = RedisOptions(overflow="block", queue_size=100, max_backlog_bytes=4096)
+    total = 3000
+
+    async def main() -> list[int]:
+        async with RedisToolkit(url=server.url, options=options) as t:
+            async with t.listen("aio:slow") as stream:
+                await t.publish_many("aio:slow", range(total))
+                got = []
+                async for _, data in stream:
+                    got.append(data)
+                    if len(got) % 500 == 0:
+                        await asyncio.sleep(0.05)  # slow: the queue is full meanwhile
+                    if len(got) == total:
+                        break
+                assert stream.stats.dropped == 0
+                return got
+
+    assert asyncio.run(main()) == list(range(total))

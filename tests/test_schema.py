@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -271,3 +272,27 @@ def test_the_tracking_benchmark_runs():
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "worst delivered 100.0%" in proc.stdout, proc.stdout
     assert "on/off" in proc.stdout and "captured 19,999 rows: schema_of" in proc.stdout
+
+
+def test_every_tracker_by_batch_counts_what_one_by_one_would(server, admin):
+    """A pipelined burst reaches the trackers in batches of hundreds (their column paths):
+    sequence gaps inside it, stamps ahead of the clock (negative latency) and the schema
+    come out as message-by-message checking finds them."""
+    opts = RedisOptions(seq_field="seq", latency_field="ts", track_schema=True, buffer_size=0)
+    with RedisToolkit(url=server.url, channels=["all"], message_handler=None, options=opts) as tk:
+        sub = tk.subscriber
+        ahead = time.time() + 3600  # an hour ahead: negative latency
+        numbers = [k for k in range(1, 3001) if k not in (1000, 2000, 2001)]
+        payloads = [{"seq": k, "ts": ahead if k % 500 == 0 else time.time()} for k in numbers]
+        _publish(admin, "all", payloads, pipeline=True)
+        wait_until(lambda: tk.stats.delivered == len(numbers), 10, "the burst")
+        t = sub.sequence.totals()
+        assert (t.gaps, t.missing, t.duplicates, t.reorders) == (2, 3, 0, 0)
+        (row,) = sub.latency.summary()
+        negative = sum(1 for k in numbers if k % 500 == 0)
+        assert (row.messages, row.negative) == (len(numbers), negative)
+        assert 0 <= row.p50 < 5 and row.max < 5
+        assert [r[1:4] for r in sub.schema.rows()] == [
+            ("seq", "int", len(numbers)),
+            ("ts", "float", len(numbers)),
+        ]

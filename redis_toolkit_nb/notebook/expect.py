@@ -11,11 +11,11 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from fnmatch import fnmatchcase
 from typing import TYPE_CHECKING, Any
 
 from IPython.core.error import UsageError
 
+from .globs import glob_match
 from .snapshot import clock
 
 if TYPE_CHECKING:
@@ -43,7 +43,7 @@ def _arrived(sub: Subscription, channel: str | None) -> int:
     stats = sub.subscriber.stats
     if channel is None:
         return stats.delivered
-    return sum(n for ch, n in stats.by_channel.items() if fnmatchcase(str(ch), channel))
+    return sum(n for ch, n in stats.by_channel.items() if glob_match(channel, ch))
 
 
 def _field(data: Any, path: str) -> Any:
@@ -82,7 +82,7 @@ def _check_fields(
 
 
 def _on(ch: Any, channel: str | None) -> bool:
-    return channel is None or fnmatchcase(str(ch), channel)
+    return channel is None or glob_match(channel, ch)
 
 
 def _where(channel: str | None) -> str:

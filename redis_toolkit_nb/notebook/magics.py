@@ -26,7 +26,7 @@ from IPython.core.magic_arguments import argument, magic_arguments
 from traitlets import Bool, Float, Int, TraitError, Unicode, observe, validate
 
 from .. import ToolkitError, mask_url
-from . import expect, parsing, replay
+from . import expect, keyspace, parsing, replay
 from .errors import body_filename, register_body
 from .publishing import publish_repeated
 from .refresher import REFRESHER
@@ -164,7 +164,7 @@ class RtkMagics(Magics):
     @line_magic
     @_usage_errors
     def rtk_publish(self, line: str) -> Any:
-        """%rtk_publish [--text] [--sharded] [--count N] [--rate R] CHANNEL PAYLOAD
+        """%rtk_publish [--text] [--sharded] [--stamp FIELD] [--count N] [--rate R] CHANNEL PAYLOAD
 
         PAYLOAD is a Python expression evaluated in the notebook's namespace (a dict literal,
         a variable, a number, an f-string); text that is not an expression is sent as JSON if
@@ -174,6 +174,8 @@ class RtkMagics(Magics):
         intact); use an f-string to insert values. Returns the number of receivers; with
         --count/--rate, a report (``i`` is the message index inside PAYLOAD). ``--sharded``
         publishes to a sharded channel (SPUBLISH, to the node owning its slot on a cluster).
+        ``--stamp ts`` sets the field ``ts`` of (a copy of) a dict PAYLOAD to the publish time
+        (``time.time()``), for ``%%rtk_subscribe ... --latency-field ts``.
         """
         args = parsing.parse_publish(line)
         namespace = self.shell.user_ns if self.shell else {}
@@ -182,9 +184,11 @@ class RtkMagics(Magics):
         tk = self.state.toolkit
         if not args.repeat:
             # A single publish binds no index: ``i`` in PAYLOAD is the user's own variable.
-            return tk.publish(args.channel, payload.value(None), sharded=args.sharded)
+            return tk.publish(
+                args.channel, payload.value(None), sharded=args.sharded, stamp=args.stamp
+            )
         return publish_repeated(
-            tk, args.channel, payload, args.count, args.rate, sharded=args.sharded
+            tk, args.channel, payload, args.count, args.rate, sharded=args.sharded, stamp=args.stamp
         )
 
     # ---- %%rtk_subscribe ---------------------------------------------------------------------
@@ -217,6 +221,15 @@ class RtkMagics(Magics):
         "reordering per channel: NAME.gaps() and the panel's counters",
     )
     @argument(
+        "--latency-field",
+        default=None,
+        dest="latency_field",
+        metavar="FIELD",
+        help="measure receive time minus this (dotted) publish-time field of dict payloads "
+        "(epoch s/ms/us/ns, by magnitude; %%rtk_publish --stamp FIELD puts it in) per "
+        "channel: NAME.latency() and the panel's p50/p99/max",
+    )
+    @argument(
         "--no-schema",
         action="store_false",
         dest="track_schema",
@@ -240,6 +253,7 @@ class RtkMagics(Magics):
         delivered each row (channel, pattern or sharded) and from which ``node``.
         ``--seq-field seq``: check that field of dict payloads for gaps, duplicates and
         reordering per channel (``NAME.gaps()``, and the panel's counters).
+        ``--latency-field ts``: latency per channel from that stamp (``NAME.latency()``).
         """
         args = parsing.parse_magic_args(RtkMagics.rtk_subscribe, line, "%%rtk_subscribe")
         body = None
@@ -265,6 +279,7 @@ class RtkMagics(Magics):
             log_size=self.log_size,
             sharded=args.sharded,
             seq_field=args.seq_field,
+            latency_field=args.latency_field,
             track_schema=args.track_schema,
         )
 
@@ -314,7 +329,8 @@ class RtkMagics(Magics):
     @_usage_errors
     def rtk(self, line: str) -> Any:
         """%rtk channels [PATTERN] | shards [PATTERN] | numsub CHANNEL... | numpat | subs |
-        stop NAME|--all | panel"""
+        stop NAME|--all | panel | keyspace [KEY_PATTERN] [--events EVENTS] [--name NAME] [--db N] |
+        explain CHANNEL"""
         tokens = parsing.split_line(line, "%rtk")
         if not tokens or tokens[0] not in SUBCOMMANDS:
             raise UsageError(f"usage: %rtk {{{'|'.join(SUBCOMMANDS)}}} ...")
@@ -367,6 +383,15 @@ def _numpat(m: RtkMagics, args: list[str]) -> int:
     return int(m.state.toolkit.client.pubsub_numpat())
 
 
+def _explain(m: RtkMagics, args: list[str]) -> Any:
+    if len(args) != 1:
+        raise UsageError("usage: %rtk explain CHANNEL")
+    m._ensure_connected()
+    from .explain import explain
+
+    return explain(m.state.toolkit, dict(m.state.subscriptions), args[0])
+
+
 def _subs(m: RtkMagics, args: list[str]) -> Any:
     _no_args("subs", args)
     from .frames import subscriptions_frame
@@ -407,4 +432,6 @@ SUBCOMMANDS: dict[str, Callable[[RtkMagics, list[str]], Any]] = {
     "subs": _subs,
     "stop": _stop,
     "panel": _panel,
+    "keyspace": keyspace.run,
+    "explain": _explain,
 }

@@ -60,6 +60,7 @@ def counters_text(snap: Snapshot, tz: str = "UTC") -> str:
         f"handler errors {s.handler_errors} · decode errors {s.decode_errors} · "
         f"discarded {s.skipped} · reconnects {s.reconnects} · {state}"
     )
+    text += _server_buffer(snap)
     if snap.discarding:
         text += ' · <b style="color:#c60">discarding incoming</b>'
     text += _schema(snap, tz)
@@ -69,7 +70,7 @@ def counters_text(snap: Snapshot, tz: str = "UTC") -> str:
             f"{snap.new_since_pause} new since paused</b> (captured in <code>df</code> and "
             "the counters; Resume shows them)"
         )
-    return text
+    return text + _latency(snap)
 
 
 def nodes_html(snap: Snapshot, tz: str = "UTC") -> str:
@@ -98,6 +99,21 @@ def nodes_html(snap: Snapshot, tz: str = "UTC") -> str:
     return f'<span class="rtk-nodes">{line}</span>'
 
 
+def _server_buffer(snap: Snapshot) -> str:
+    """The health gauge: this connection's output buffer on the server, in colour from half
+    the soft limit on (the server cuts the subscriber off at its limits)."""
+    sb = snap.server_buffer
+    if sb is None:
+        return ""
+    colour = {"warn": "#c60", "critical": "#c00"}.get(sb.level)
+    if colour is None:
+        return f' · <span class="rtk-buffer">{escape(sb.text())}</span>'
+    return (
+        f'<br><b class="rtk-buffer rtk-buffer-{sb.level}" style="color:{colour}">'
+        f"{sb.level}: {escape(sb.text())}</b>"
+    )
+
+
 def _sequence(snap: Snapshot) -> str:
     """``--seq-field``'s figures, beside the loss counters (in colour once any is non-zero)."""
     if snap.sequence is None:
@@ -107,6 +123,26 @@ def _sequence(snap: Snapshot) -> str:
     if gaps or duplicates or reorders:
         text = f'<b class="rtk-gaps" style="color:#c60">{text}</b>'
     return text + " · "
+
+
+def _latency(snap: Snapshot) -> str:
+    """``--latency-field``'s p50 / p99 / max of the busiest channels, on a line of its own."""
+    if not snap.latency or not snap.latency[1]:
+        return ""
+    channels, rows = snap.latency
+    parts = [
+        f"{escape(str(channel))} {_ms(p50)} / {_ms(p99)} / {_ms(top)} ms"
+        for channel, _, p50, p99, top in rows
+    ]
+    more = channels - len(rows)
+    if more > 0:
+        parts.append(f"+{more} more channels (<code>{escape(snap.name)}.latency()</code>)")
+    return f'<br><span class="rtk-latency">latency p50 / p99 / max: {" · ".join(parts)}</span>'
+
+
+def _ms(seconds: float) -> str:
+    ms = seconds * 1000
+    return f"{ms:.0f}" if abs(ms) >= 100 else f"{ms:.1f}" if abs(ms) >= 10 else f"{ms:.2f}"
 
 
 def _schema(snap: Snapshot, tz: str) -> str:

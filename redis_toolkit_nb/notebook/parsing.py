@@ -79,6 +79,7 @@ def parse_magic_args(magic: Any, line: str, prog: str) -> Any:
 # ---- %rtk_publish ----------------------------------------------------------------------------
 
 _OPTION = re.compile(r"--(count|rate)(?:\s*=\s*|\s+)(\S+)")
+_STAMP = re.compile(r"--stamp(?:\s*=\s*|\s+)([^\s\"']+)")
 _TRAILING = re.compile(r"(?:\s+--(?:count|rate)(?:\s*=\s*|\s+)[^\s\"']+)+\s*$")
 _CHANNEL = re.compile(r"\"((?:[^\"\\]|\\.)*)\"|'((?:[^'\\]|\\.)*)'|(\S+)")
 
@@ -92,6 +93,7 @@ class PublishArgs:
     repeat: bool = False  # --count or --rate was given
     text: bool = False  # --text: PAYLOAD is sent as typed, never evaluated
     sharded: bool = False  # --sharded: SPUBLISH (a sharded channel)
+    stamp: str | None = None  # --stamp FIELD: the publish time into (a copy of) a dict payload
 
 
 def _apply_option(args: PublishArgs, name: str, value: str) -> None:
@@ -106,14 +108,17 @@ def _apply_option(args: PublishArgs, name: str, value: str) -> None:
 
 
 def parse_publish(line: str) -> PublishArgs:
-    """Split ``[--text] [--sharded] [--count N] [--rate R] CHANNEL PAYLOAD [--count N]
-    [--rate R]``.
+    """Split ``[--text] [--sharded] [--stamp FIELD] [--count N] [--rate R] CHANNEL PAYLOAD
+    [--count N] [--rate R]``.
 
-    Options go before CHANNEL (``--text`` and ``--sharded`` only there) or at the very end of
-    the line; PAYLOAD is everything between, as typed. CHANNEL may be quoted. ``--`` ends the
-    options (for a channel starting with -).
+    Options go before CHANNEL (``--text``, ``--sharded`` and ``--stamp`` only there) or at
+    the very end of the line; PAYLOAD is everything between, as typed. CHANNEL may be
+    quoted. ``--`` ends the options (for a channel starting with -).
     """
-    usage = "usage: %rtk_publish [--text] [--sharded] [--count N] [--rate R] CHANNEL PAYLOAD"
+    usage = (
+        "usage: %rtk_publish [--text] [--sharded] [--stamp FIELD] [--count N] [--rate R] "
+        "CHANNEL PAYLOAD"
+    )
     args = PublishArgs(channel="", payload="")
     rest = line.strip()
     while rest.startswith("-"):
@@ -127,6 +132,13 @@ def parse_publish(line: str) -> PublishArgs:
         if rest == "--sharded" or rest.startswith("--sharded "):
             args.sharded = True
             rest = rest[9:].lstrip()
+            continue
+        m = _STAMP.match(rest)
+        if m:
+            if not all(m.group(1).split(".")):
+                raise UsageError(f"%rtk_publish: --stamp {m.group(1)!r} is not a field name")
+            args.stamp = m.group(1)
+            rest = rest[m.end() :].lstrip()
             continue
         m = _OPTION.match(rest)
         if not m:

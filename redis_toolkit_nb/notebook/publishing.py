@@ -52,11 +52,13 @@ def publish_repeated(
     progress_after: float = 1.0,
     *,
     sharded: bool = False,
+    stamp: str | None = None,
 ) -> PublishReport:
     """Publish ``payload`` ``count`` times (at ``rate`` messages per second if given).
 
     A progress bar appears when the run is expected to take longer than ``progress_after``
-    seconds. An interrupt (Kernel > Interrupt) stops it; what was sent is reported first.
+    seconds. ``stamp``: each dict payload gets the publish time in that field (a copy).
+    An interrupt (Kernel > Interrupt) stops it; what was sent is reported first.
     """
     expected = count / rate if rate else count / 100_000
     bar = _progress(count, expected > progress_after)
@@ -77,14 +79,14 @@ def publish_repeated(
             if receivers is not None and (batch == 1 or (rate and rate <= _SINGLE_RATE)):
                 # Slow enough to send one by one, so the receivers can be reported.
                 for k in range(sent, due):
-                    receivers += tk.publish(channel, payload.value(k), sharded=sharded)
+                    receivers += tk.publish(channel, payload.value(k), sharded=sharded, stamp=stamp)
             else:
                 values = (
                     [payload.value(k) for k in range(sent, due)]
                     if payload.varies
                     else [payload.value()] * batch
                 )
-                tk.publish_many(channel, values, sharded=sharded)
+                tk.publish_many(channel, values, sharded=sharded, stamp=stamp)
                 receivers = None
             sent = due
             if bar is not None:

@@ -14,6 +14,9 @@ from zoneinfo import ZoneInfo
 from .. import SubscriberStats
 from .rates import Rates
 
+#: Channels whose latency a snapshot holds (the busiest; ``feed.latency()`` has every one).
+LATENCY_SHOWN = 5
+
 
 @dataclass(frozen=True)
 class Snapshot:
@@ -49,6 +52,12 @@ class Snapshot:
     moves: tuple[Any, ...] = ()
     #: With ``--seq-field``: (gaps, messages missing, duplicates, reordered); else None.
     sequence: tuple[int, int, int, int] | None = None
+    #: The latest reading of the connection's output buffer on the server (a core
+    #: ``ServerBuffer``; None before the first one and once stopped).
+    server_buffer: Any = None
+    #: With ``--latency-field``: (channels measured, ((channel, count, p50, p99, max), ...) of
+    #: the ``LATENCY_SHOWN`` busiest, seconds); else None.
+    latency: tuple[int, tuple[tuple[Any, int, float, float, float], ...]] | None = None
     #: Schema drift: (changes so far, the newest ``SchemaEvent`` or None); None when off.
     schema: tuple[int, Any] | None = None
 
@@ -86,6 +95,8 @@ class Snapshot:
             self.prints[-1][0] if self.prints else None,
             self.sequence,
             self.schema,
+            self.server_buffer and (self.server_buffer.level, self.server_buffer.text()),
+            self.latency,
         )
 
 

@@ -170,10 +170,12 @@ class NotebookState:
         log_size: int = 50,
         sharded: bool = False,
         seq_field: str | None = None,
-        track_schema: bool = True,
+        cls: type[Subscription] = Subscription,
+        **extra: Any,
     ) -> Subscription:
         """Start a subscription bound to ``name`` in the namespace, replacing (stopping) any
-        earlier one of that name (``sharded``: ``names`` are sharded channels)."""
+        earlier one of that name (``sharded``: ``names`` are sharded channels; ``cls`` and
+        ``extra``: a kind of subscription and its own arguments, as ``%rtk keyspace``'s)."""
         name = name or default_name(names)
         if not name.isidentifier():
             raise ValueError(f"--name {name!r} is not a Python identifier")
@@ -181,7 +183,7 @@ class NotebookState:
         previous = self.namespace.get(name)
         if isinstance(previous, Subscription):
             previous.stop()  # started by an earlier load of the extension
-        sub = Subscription(
+        sub = cls(
             names,
             name=name,
             url=self.resolve(),
@@ -194,7 +196,7 @@ class NotebookState:
             timezone=self._timezone,
             sharded=sharded,
             seq_field=seq_field,
-            track_schema=track_schema,
+            **extra,
         )
         with self._lock:
             self.subscriptions[name] = sub

@@ -13,12 +13,21 @@ from typing import Any
 
 import pandas as pd
 
-from .. import Message, RedisOptions, RedisToolkit, Subscriber, SubscriberStats
+from .. import (
+    Message,
+    RedisOptions,
+    RedisToolkit,
+    ServerBuffer,
+    Subscriber,
+    SubscriberStats,
+    latency_table,
+)
 from . import frames
+from .health import BufferSampler
 from .logs import LOG
 from .placement import Placement
 from .rates import Traffic
-from .snapshot import Snapshot
+from .snapshot import LATENCY_SHOWN, Snapshot
 
 
 class Subscription:
@@ -26,9 +35,9 @@ class Subscription:
 
     ``df`` is a DataFrame of the newest ``max_rows`` messages (oldest first) built when read;
     ``export()`` writes it (``read_capture`` and ``%rtk_replay`` read it back); ``gaps()``
-    lists sequence gaps (with ``seq_field``); ``schema()``, ``schema_changes()`` and
-    ``json_schema()`` describe the payloads' fields and their drift; ``expect()`` waits for
-    and checks traffic;
+    lists sequence gaps (with ``seq_field``); ``latency()`` the latency per channel (with
+    ``latency_field``); ``schema()``, ``schema_changes()`` and ``json_schema()`` describe the
+    payloads' fields and their drift; ``expect()`` waits for and checks traffic;
     ``stats`` the subscriber's figures; ``stop()``, ``pause()``, ``resume()``, ``discard()``
     and ``clear()`` control it; displaying it shows its live panel; ``snapshot()`` is what the
     panel shows.
@@ -56,6 +65,7 @@ class Subscription:
         timezone: Callable[[], str] = lambda: "UTC",
         sharded: bool = False,
         seq_field: str | None = None,
+        latency_field: str | None = None,
         track_schema: bool = True,
     ) -> None:
         self.name = name
@@ -66,7 +76,11 @@ class Subscription:
         self.max_rows = max_rows
         self.requested = list(names)
         self._options = RedisOptions(
-            buffer_size=max_rows, decode=decode, seq_field=seq_field, track_schema=track_schema
+            buffer_size=max_rows,
+            decode=decode,
+            seq_field=seq_field,
+            latency_field=latency_field,
+            track_schema=track_schema,
         )
         self._body = body
         self._namespace = namespace if namespace is not None else {}
@@ -89,12 +103,14 @@ class Subscription:
             name=name,
             on_message=self._on_message,
         )
+        self._gauge = BufferSampler(self.subscriber)
         try:
             if sharded:
                 self.subscriber.start((), self.requested)
             else:
                 self.subscriber.start(self.requested)
             self.placement.observe(self.subscriber.totals().nodes)
+            self._gauge.prime()
             from .panel import LivePanel  # ipywidgets only when a subscription exists
 
             self.panel = LivePanel(self, log_size=log_size)
@@ -203,6 +219,20 @@ class Subscription:
             )
         return frames.sequence_frame(list(tracker.events), self.timezone)
 
+    def latency(self) -> pd.DataFrame:
+        """Latency per channel from the ``--latency-field`` stamps: ``channel``, ``count``
+        (stamped messages since the start), ``p50_ms``, ``p99_ms`` (over each channel's
+        newest 10,000), ``max_ms`` (since the start) and ``negative`` (stamped after they
+        arrived: the publisher's clock is ahead). ``latency_table(df, field)`` computes the
+        same from a capture."""
+        tracker = self.subscriber.latency
+        if tracker is None:
+            raise ValueError(
+                f"{self.name}.latency(): this subscription does not measure latency; start "
+                "it with --latency-field FIELD (e.g. %%rtk_subscribe ... --latency-field ts)"
+            )
+        return latency_table(tracker)
+
     # ---- schema and drift (notebook subscriptions follow it unless --no-schema) ---------------
     def _schema(self, what: str) -> Any:
         tracker = self.subscriber.schema
@@ -264,6 +294,14 @@ class Subscription:
         return stats
 
     @property
+    def server_buffer(self) -> ServerBuffer | None:
+        """The latest reading of this subscription's output buffer on the server (``omem``
+        against ``client-output-buffer-limit pubsub``, ``level`` ok/warn/critical/unknown),
+        taken about once a second while the panel refreshes; None before the first one and
+        once stopped. ``subscriber.server_buffer()`` reads it now."""
+        return self._gauge.poll() if self.running else None
+
+    @property
     def channels(self) -> list[str]:
         return self.subscriber.channels
 
@@ -322,6 +360,8 @@ class Subscription:
             nodes=dict(nodes),
             moves=tuple(self.placement.moves),
             sequence=self._sequence_totals(),
+            server_buffer=self.server_buffer if stopped_at is None else None,
+            latency=self._latency_rows(),
             schema=self._schema_changes(),
         )
 
@@ -331,6 +371,13 @@ class Subscription:
             return None
         t = tracker.totals()
         return (t.gaps, t.missing, t.duplicates, t.reorders)
+
+    def _latency_rows(self) -> tuple[int, tuple[tuple[Any, int, float, float, float], ...]] | None:
+        tracker = self.subscriber.latency
+        if tracker is None:
+            return None
+        rows = tracker.summary(top=LATENCY_SHOWN)  # the panel's: flat cost with many channels
+        return tracker.channels, tuple((r.channel, r.messages, r.p50, r.p99, r.max) for r in rows)
 
     def _schema_changes(self) -> tuple[int, Any] | None:
         tracker = self.subscriber.schema
