@@ -126,27 +126,32 @@ class LatencyTracker:
         self, records: list[tuple[float, Any, Any, Any, int]], channel: Any = None
     ) -> None:
         """``observe`` every record of a batch, in order (``channel``: the one channel of
-        them all, if the caller knows). A batch of one channel stamped in seconds is
-        measured by columns, with no loop in Python; anything else message by message."""
+        them all, given by the dispatcher, whose batches share one time). A batch of one
+        channel stamped in seconds is measured by columns, with no loop in Python; anything
+        else message by message."""
         getter = self._getter
         if getter is not None and channel is not None and records:
             try:
                 stamps = list(map(getter, map(_DATA, records)))
             except (KeyError, TypeError):  # a payload without it, or not a dict
                 stamps = []
-            if stamps and set(map(type, stamps)) <= _NUMBERS and max(stamps) <= 1e11:
+            if stamps and set(map(type, stamps)) <= _NUMBERS:
                 late = list(map(sub, map(_TIME, records), stamps))
-                state = self._channels.get(channel)
-                if state is None:
-                    state = self._channels[channel] = _Channel(self.keep)
-                state.samples.extend(late)
-                state.count += len(late)
-                top = max(late)
-                if top > state.max:
-                    state.max = top
-                if min(late) < 0:
-                    state.negative += sum(1 for x in late if x < 0)
-                return
+                low = min(late)
+                # Every stamp in seconds (none above 1e11) if the lowest is no lower than that
+                # allows (the batch's records share one time).
+                if low >= records[0][0] - 1e11:
+                    state = self._channels.get(channel)
+                    if state is None:
+                        state = self._channels[channel] = _Channel(self.keep)
+                    state.samples.extend(late)
+                    state.count += len(late)
+                    top = max(late)
+                    if top > state.max:
+                        state.max = top
+                    if low < 0:
+                        state.negative += sum(1 for x in late if x < 0)
+                    return
         for record in records:
             self.observe(record)
 
