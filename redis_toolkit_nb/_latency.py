@@ -32,7 +32,6 @@ from .exceptions import SerializationError
 KEEP = 10_000
 _TIME = itemgetter(0)
 _DATA = itemgetter(3)
-_NUMBERS = frozenset((int, float))  # bool is neither: not a stamp
 
 
 class LatencyRow(NamedTuple):
@@ -132,21 +131,21 @@ class LatencyTracker:
         getter = self._getter
         if getter is not None and channel is not None and records:
             try:
-                stamps = list(map(getter, map(_DATA, records)))
-            except (KeyError, TypeError):  # a payload without it, or not a dict
-                stamps = []
-            if stamps and set(map(type, stamps)) <= _NUMBERS:
-                late = list(map(sub, map(_TIME, records), stamps))
-                low = min(late)
-                # Every stamp in seconds (none above 1e11) if the lowest is no lower than that
-                # allows (the batch's records share one time).
-                if low >= records[0][0] - 1e11:
+                late = list(map(sub, map(_TIME, records), map(getter, map(_DATA, records))))
+            except (KeyError, TypeError):  # a payload without it, not a dict, not a number
+                late = []
+            if late:
+                t = records[0][0]  # the batch's records share one time
+                low, top = min(late), max(late)
+                # Every stamp a number in seconds: none above 1e11 (the lowest latency says),
+                # and none a bool (True - or False - would give a latency of about t: a
+                # stamp of 0 to 2, told apart message by message).
+                if low >= t - 1e11 and top < t - 2:
                     state = self._channels.get(channel)
                     if state is None:
                         state = self._channels[channel] = _Channel(self.keep)
                     state.samples.extend(late)
                     state.count += len(late)
-                    top = max(late)
                     if top > state.max:
                         state.max = top
                     if low < 0:

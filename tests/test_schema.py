@@ -284,15 +284,17 @@ def test_every_tracker_by_batch_counts_what_one_by_one_would(server, admin):
         ahead = time.time() + 3600  # an hour ahead: negative latency
         numbers = [k for k in range(1, 3001) if k not in (1000, 2000, 2001)]
         payloads = [{"seq": k, "ts": ahead if k % 500 == 0 else time.time()} for k in numbers]
+        payloads[1500]["ts"] = True  # not a stamp (a bool is not a number here)
         _publish(admin, "all", payloads, pipeline=True)
         wait_until(lambda: tk.stats.delivered == len(numbers), 10, "the burst")
         t = sub.sequence.totals()
         assert (t.gaps, t.missing, t.duplicates, t.reorders) == (2, 3, 0, 0)
         (row,) = sub.latency.summary()
         negative = sum(1 for k in numbers if k % 500 == 0)
-        assert (row.messages, row.negative) == (len(numbers), negative)
+        assert (row.messages, row.negative) == (len(numbers) - 1, negative)
+        assert sub.latency.unstamped == 1
         assert 0 <= row.p50 < 5 and row.max < 5
         assert [r[1:4] for r in sub.schema.rows()] == [
             ("seq", "int", len(numbers)),
-            ("ts", "float", len(numbers)),
+            ("ts", "float|bool", len(numbers)),
         ]
