@@ -238,7 +238,7 @@ class SchemaTracker:
     ) -> int:
         """How many of ``values`` are present (not ``_MISSING``); -1 if something is new.
         ``trusted``: ``values`` are taken to be dicts (see ``_fast``)."""
-        types = _DICT_ONLY if trusted else set(map(type, values))
+        types = {dict} if trusted else set(map(type, values))
         missing = 0
         if _Missing in types:
             if whole:
