@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from operator import itemgetter, sub
 from typing import Any, NamedTuple
 
@@ -75,18 +75,6 @@ class LatencyTracker:
         self._getter = itemgetter(field) if self._key is not None else None
         self._channels: dict[Any, _Channel] = {}
         self.unstamped = 0
-
-    def wrap(self, on_message: Callable[[Any], object] | None) -> Callable[[Any], object]:
-        """``on_message`` preceded by ``observe`` (just ``observe`` if there is none)."""
-        if on_message is None:
-            return self.observe
-        observe = self.observe
-
-        def both(record: Any) -> None:
-            observe(record)
-            on_message(record)
-
-        return both
 
     def _stamp(self, data: Any) -> Any:
         for key in self._path:
