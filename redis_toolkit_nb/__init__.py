@@ -15,6 +15,7 @@ from ._health import ServerBuffer
 from ._latency import latency_table
 from ._options import RedisOptions
 from ._replay import ReplaySummary, replay_plan
+from ._schema import SchemaTracker, schema_of
 from ._stats import SubscriberStats
 from ._subscriber import Subscriber, active_subscribers
 from ._toolkit import RedisToolkit
@@ -50,6 +51,7 @@ __all__ = [
     "RemoteError",
     "ReplaySummary",
     "RequestTimeout",
+    "SchemaTracker",
     "SerializationError",
     "ServerBuffer",
     "Subscriber",
@@ -67,6 +69,7 @@ __all__ = [
     "read_capture",
     "replay_plan",
     "resolve_url",
+    "schema_of",
     "unload_ipython_extension",
 ]
 

@@ -5,6 +5,8 @@ pandas is imported when a capture is read, never when the package is: the core s
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from itertools import islice, repeat
 from pathlib import Path
 from typing import Any
 
@@ -78,6 +80,24 @@ def read_capture(path: str | Path, tz: str = "UTC") -> Any:
         },
         columns=list(COLUMNS + EXTRA),
     )
+
+
+def frame_records(frame: Any, size: int = 512) -> Iterator[list[tuple[float, Any, Any, Any, int]]]:
+    """The rows of a capture (any DataFrame with ``time``, ``channel`` and ``data``) as the
+    ``(time, channel, pattern, data, size)`` records a subscriber delivers, in order, times
+    in seconds (``time.time()``), in lists of up to ``size``: what the trackers observe.
+    (Made a list at a time: a million tuples alive at once would keep the cyclic garbage
+    collector busy for seconds.)"""
+    import pandas as pd
+
+    times = (pd.to_datetime(frame["time"], utc=True).astype("int64") / 1e9).tolist()
+    columns = frame.columns
+    patterns = frame["pattern"].tolist() if "pattern" in columns else repeat(None)
+    sizes = frame["size"].tolist() if "size" in columns else repeat(0)
+    channels, data = frame["channel"].tolist(), frame["data"].tolist()
+    rows = zip(times, channels, patterns, data, sizes, strict=False)
+    while chunk := list(islice(rows, size)):
+        yield chunk
 
 
 def _none(value: Any) -> Any:

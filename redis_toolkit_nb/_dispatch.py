@@ -21,7 +21,7 @@ import threading
 import time
 import traceback
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from . import _codec as codec
@@ -62,6 +62,7 @@ class Dispatcher:
         options: RedisOptions,
         name: str,
         on_message: Callable[[Record], object] | None = None,
+        observe: Iterable[Callable[[list[Record], Any], object]] = (),
         awaiting: Callable[[], bool] = lambda: False,
         on_fatal: Callable[[BaseException], Any] = lambda exc: None,
         pull: Callable[[Callable[[], int]], tuple[Batch, float] | None] | None = None,
@@ -81,6 +82,10 @@ class Dispatcher:
         #: Bumped by ``wake()`` whenever the reader has new bytes.
         self._data = 0
         self._on_message = on_message
+        #: Trackers (sequence, schema): each sees every batch's delivered records once the
+        #: batch is done, and its one channel (None if several). They only observe (they
+        #: are not user callbacks).
+        self._observe = list(observe)
         self._buffer = buffer
         self._mode = options.decode
         self._decoder = codec.Decoder(options.decode, options.legacy_envelopes)
@@ -377,7 +382,10 @@ class Dispatcher:
         on_message = self._on_message
         by_channel = self.by_channel
         raw = mode == "raw"
-        keep = buffer_append is not None or on_message is not None
+        observers = self._observe
+        records: list[Record] = []
+        records_append = records.append if observers else None
+        keep = buffer_append is not None or on_message is not None or bool(observers)
         delivered = 0
         failed = 0
         broke = False
@@ -433,6 +441,8 @@ class Dispatcher:
                 record = (t, channel, pattern, data, len(payload))
                 if buffer_append is not None:
                     buffer_append(record)
+                if records_append is not None:
+                    records_append(record)
                 if on_message is not None:
                     broke = False
                     try:
@@ -458,6 +468,14 @@ class Dispatcher:
                     break
         if run:
             by_channel[run_channel] = by_channel.get(run_channel, 0) + run
+        if records:
+            # The batch's one channel, if it has one (the last run is the whole batch).
+            one = run_channel if run == len(records) else None
+            for observe in observers:
+                try:
+                    observe(records, one)
+                except Exception as exc:  # noqa: BLE001 - a tracker's bug must not stop delivery
+                    self._error_log.emit("a tracker failed on %d messages: %r", len(records), exc)
         return delivered, failed
 
     def _stop_on(self, exc: BaseException) -> None:

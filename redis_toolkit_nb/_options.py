@@ -89,6 +89,10 @@ class RedisOptions:
     #: then measures latency per channel (``subscriber.latency``; ``publisher(...,
     #: stamp="ts")`` puts the stamp in). None: no measuring, and no cost per message.
     latency_field: str | None = None
+    #: Follow the fields and JSON types of the payloads per channel, and report drift: a field
+    #: that appears, disappears or changes type (``subscriber.schema``). False: no cost per
+    #: message.
+    track_schema: bool = False
 
     def __post_init__(self) -> None:
         self.validate()
@@ -168,6 +172,12 @@ class RedisOptions:
             "latency_field",
             self.latency_field,
             "must be None or a field name (a dotted path such as 'ts' or 'meta.ts')",
+        )
+        _check(
+            isinstance(self.track_schema, bool),
+            "track_schema",
+            self.track_schema,
+            "must be True or False",
         )
 
     @property

@@ -24,6 +24,7 @@ from ._health import SEVERITY, BufferGauge, ServerBuffer
 from ._latency import LatencyTracker
 from ._options import RedisOptions
 from ._reader import CHANNEL, PATTERN, SHARD, Reader, is_pattern, to_bytes
+from ._schema import SchemaTracker
 from ._sequence import SequenceTracker
 from ._shards import ShardReaders
 from ._stats import NodeState, SubscriberStats
@@ -110,20 +111,23 @@ class Subscriber:
         #: Gaps, duplicates and reordering of ``options.seq_field`` per channel (None: off).
         self.sequence: SequenceTracker | None = None
         if self.options.seq_field:
-            # A step before on_message, only when asked for: no cost per message otherwise.
             self.sequence = SequenceTracker(self.options.seq_field, self.loss_times)
-            on_message = self.sequence.wrap(on_message)
         #: Latency per channel from ``options.latency_field``'s stamps (None: off).
         self.latency: LatencyTracker | None = None
         if self.options.latency_field:
             self.latency = LatencyTracker(self.options.latency_field)
-            on_message = self.latency.wrap(on_message)
+        #: Fields, types and drift of the payloads per channel (``options.track_schema``).
+        self.schema = SchemaTracker() if self.options.track_schema else None
+        # Trackers see each batch of delivered messages, only when asked for: no cost per
+        # message otherwise.
+        trackers = [t for t in (self.sequence, self.latency, self.schema) if t is not None]
         self._dispatcher = Dispatcher(
             handler=handler,
             buffer=self.buffer,
             options=self.options,
             name=self.name,
             on_message=on_message,
+            observe=[t.observe_batch for t in trackers],
             awaiting=self._awaiting,
             on_fatal=self._fatal,
             pull=self._pull,

@@ -230,6 +230,13 @@ class RtkMagics(Magics):
         "channel: NAME.latency() and the panel's p50/p99/max",
     )
     @argument(
+        "--no-schema",
+        action="store_false",
+        dest="track_schema",
+        help="do not follow the payloads' fields and types (NAME.schema(), "
+        "NAME.schema_changes() and the panel's drift line need it; on by default)",
+    )
+    @argument(
         "--sharded",
         action="store_true",
         help="sharded channels (SSUBSCRIBE, Redis 7.0+; names taken literally): on a cluster "
@@ -273,6 +280,7 @@ class RtkMagics(Magics):
             sharded=args.sharded,
             seq_field=args.seq_field,
             latency_field=args.latency_field,
+            track_schema=args.track_schema,
         )
 
     # ---- %rtk_request -----------------------------------------------------------------------

@@ -63,6 +63,7 @@ def counters_text(snap: Snapshot, tz: str = "UTC") -> str:
     text += _server_buffer(snap)
     if snap.discarding:
         text += ' · <b style="color:#c60">discarding incoming</b>'
+    text += _schema(snap, tz)
     if snap.state == "paused" and snap.paused_at is not None:
         text += (
             f'<br><b class="rtk-paused">paused at {clock(snap.paused_at, tz)[:8]}: '
@@ -142,6 +143,24 @@ def _latency(snap: Snapshot) -> str:
 def _ms(seconds: float) -> str:
     ms = seconds * 1000
     return f"{ms:.0f}" if abs(ms) >= 100 else f"{ms:.1f}" if abs(ms) >= 10 else f"{ms:.2f}"
+
+
+def _schema(snap: Snapshot, tz: str) -> str:
+    """Schema drift, on a line of its own once there is any (with the newest change)."""
+    if snap.schema is None or not snap.schema[0]:
+        return ""
+    changes, last = snap.schema
+    text = f"schema changes {changes}"
+    if last is not None:
+        where = f"{last.channel}.{last.field}" if last.field != "(payload)" else last.channel
+        if last.change == "type":
+            what = f"{last.before} \u2192 {last.after}"
+        elif last.change == "appeared":
+            what = f"appeared ({last.after})"
+        else:
+            what = f"disappeared (was {last.before})"
+        text += f"; last: {where} {what} at {clock(last.time, tz)[:8]}"
+    return f'<br><span class="rtk-schema" style="color:#c60">{escape(text)}</span>'
 
 
 class LivePanel:

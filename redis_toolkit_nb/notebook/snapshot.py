@@ -58,6 +58,8 @@ class Snapshot:
     #: With ``--latency-field``: (channels measured, ((channel, count, p50, p99, max), ...) of
     #: the ``LATENCY_SHOWN`` busiest, seconds); else None.
     latency: tuple[int, tuple[tuple[Any, int, float, float, float], ...]] | None = None
+    #: Schema drift: (changes so far, the newest ``SchemaEvent`` or None); None when off.
+    schema: tuple[int, Any] | None = None
 
     def key(self) -> tuple[Any, ...]:
         """What the view depends on besides the rows: equal keys render identically."""
@@ -92,6 +94,7 @@ class Snapshot:
             len(self.prints),
             self.prints[-1][0] if self.prints else None,
             self.sequence,
+            self.schema,
             self.server_buffer and (self.server_buffer.level, self.server_buffer.text()),
             self.latency,
         )

@@ -36,7 +36,8 @@ class Subscription:
     ``df`` is a DataFrame of the newest ``max_rows`` messages (oldest first) built when read;
     ``export()`` writes it (``read_capture`` and ``%rtk_replay`` read it back); ``gaps()``
     lists sequence gaps (with ``seq_field``); ``latency()`` the latency per channel (with
-    ``latency_field``); ``expect()`` waits for and checks traffic;
+    ``latency_field``); ``schema()``, ``schema_changes()`` and ``json_schema()`` describe the
+    payloads' fields and their drift; ``expect()`` waits for and checks traffic;
     ``stats`` the subscriber's figures; ``stop()``, ``pause()``, ``resume()``, ``discard()``
     and ``clear()`` control it; displaying it shows its live panel; ``snapshot()`` is what the
     panel shows.
@@ -65,6 +66,7 @@ class Subscription:
         sharded: bool = False,
         seq_field: str | None = None,
         latency_field: str | None = None,
+        track_schema: bool = True,
     ) -> None:
         self.name = name
         #: Whether ``names`` are sharded channels (SSUBSCRIBE) rather than channels/patterns.
@@ -74,7 +76,11 @@ class Subscription:
         self.max_rows = max_rows
         self.requested = list(names)
         self._options = RedisOptions(
-            buffer_size=max_rows, decode=decode, seq_field=seq_field, latency_field=latency_field
+            buffer_size=max_rows,
+            decode=decode,
+            seq_field=seq_field,
+            latency_field=latency_field,
+            track_schema=track_schema,
         )
         self._body = body
         self._namespace = namespace if namespace is not None else {}
@@ -227,6 +233,36 @@ class Subscription:
             )
         return latency_table(tracker)
 
+    # ---- schema and drift (notebook subscriptions follow it unless --no-schema) ---------------
+    def _schema(self, what: str) -> Any:
+        tracker = self.subscriber.schema
+        if tracker is None:
+            raise ValueError(
+                f"{self.name}.{what}(): this subscription does not follow the payloads' schema; "
+                "start it without --no-schema"
+            )
+        return tracker
+
+    def schema(self) -> pd.DataFrame:
+        """One row per channel and field seen (a dotted path into dict payloads; a payload
+        that is not a dict is ``(payload)``): ``types`` (JSON names: ``int|null``),
+        ``count`` (messages with the field), ``present`` (their share of the channel's
+        messages), ``null_rate``, ``first_seen``, ``last_seen``. From the start, beyond
+        ``max_rows``; ``clear()`` keeps it. ``redis_toolkit_nb.schema_of(df)`` gives the same
+        for a captured DataFrame."""
+        return self._schema("schema").schema(self.timezone)
+
+    def schema_changes(self) -> pd.DataFrame:
+        """Drift, oldest first: ``time``, ``channel``, ``field``, ``change`` (``appeared``,
+        ``disappeared``: once, the field is optional from then on, or ``type``), ``before``
+        and ``after`` (types, ``int`` -> ``int|str``). The newest 10,000 events."""
+        return self._schema("schema_changes").schema_changes(self.timezone)
+
+    def json_schema(self, channel: str) -> dict[str, Any]:
+        """A JSON Schema (draft 2020-12) of the payloads seen on ``channel``: types,
+        properties, ``required`` (fields every message had), nested objects."""
+        return self._schema("json_schema").json_schema(channel)
+
     def expect(
         self,
         count: int | None = None,
@@ -326,6 +362,7 @@ class Subscription:
             sequence=self._sequence_totals(),
             server_buffer=self.server_buffer if stopped_at is None else None,
             latency=self._latency_rows(),
+            schema=self._schema_changes(),
         )
 
     def _sequence_totals(self) -> tuple[int, int, int, int] | None:
@@ -341,6 +378,13 @@ class Subscription:
             return None
         rows = tracker.summary(top=LATENCY_SHOWN)  # the panel's: flat cost with many channels
         return tracker.channels, tuple((r.channel, r.messages, r.p50, r.p99, r.max) for r in rows)
+
+    def _schema_changes(self) -> tuple[int, Any] | None:
+        tracker = self.subscriber.schema
+        if tracker is None:
+            return None
+        events = tracker.events
+        return (tracker.changes, events[-1] if events else None)
 
     # ---- control -----------------------------------------------------------------------------
     @property
