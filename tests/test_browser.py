@@ -31,6 +31,7 @@ from browser_support import (
     cell,
     chromium_browser,
     chromium_or_skip,
+    code_cells,
     copy_notebook,
     new_page,
     open_in_lab,
@@ -554,3 +555,40 @@ def test_browser_support_reads_channels(tmp_path: Path) -> None:
     assert received_count("Received: 7") == 7
     assert received_count("nothing yet") is None
     assert ROOT.joinpath("tests", "browser_support.py").is_file()
+
+
+DEBUGGING = "notebooks/debugging_flows.ipynb"
+
+
+def test_debugging_flows_in_lab(browser, private_redis, tmp_path: Path, timed) -> None:
+    """The debugging notebook in JupyterLab: Run All with no error, and the orders panel shows
+    what the flaky publisher did (gaps and missing messages, schema drift, latency) beside the
+    counters; its screenshot is the README's (docs/debugging-flows.png on request)."""
+    source = require_notebook(DEBUGGING)
+    index = next(
+        i
+        for i, src in enumerate(code_cells(source))
+        if src.startswith("from redis_toolkit_nb import RedisToolkit")
+    )
+    root = tmp_path / "served"
+    name = copy_notebook(source, root)
+    with NotebookServer("lab", root, tmp_path, env={"REDIS_URL": private_redis.url}) as server:
+        context, page, log = new_page(browser)
+        try:
+            open_in_lab(page, server, name)
+            run_all(page)
+            wait_all_executed(page, timeout=90)
+            assert_no_cell_errors(page)
+            feed_cell = cell(page, index)
+            panel = feed_cell.locator(".jp-OutputArea-output .rtk-panel")
+            poll(lambda: panel.count() > 0, 30, "the orders panel")
+            counters = panel.first.locator(".rtk-counters").first
+            for shown in ("received 116", "gaps 4 (missing 5)", "schema changes 3", "p50 / p99"):
+                poll(lambda s=shown: s in output_text(counters), 20, f"{shown!r} in the panel")
+            assert_widgets_healthy(page)
+            save_screenshot(
+                panel.first, "debugging-flows.png", readme_name="debugging-flows.png", page=page
+            )
+        finally:
+            context.close()
+    assert not log.page_errors, log.page_errors
