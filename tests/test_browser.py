@@ -586,6 +586,11 @@ def test_debugging_flows_in_lab(browser, private_redis, tmp_path: Path, timed) -
             for shown in ("received 116", "gaps 4 (missing 5)", "schema changes 3", "p50 / p99"):
                 poll(lambda s=shown: s in output_text(counters), 20, f"{shown!r} in the panel")
             assert_widgets_healthy(page)
+            # Every control shows its whole name (a cut "Discard inco..." hid what it does).
+            for button in panel.first.locator("button.jupyter-button").all():
+                label = button.inner_text().strip()
+                fits = button.evaluate("el => el.scrollWidth <= el.clientWidth + 1")
+                assert fits, f"the button {label!r} is cut short on screen"
             save_screenshot(
                 panel.first, "debugging-flows.png", readme_name="debugging-flows.png", page=page
             )

@@ -193,6 +193,9 @@ class LivePanel:
             description="Discard incoming",
             icon="ban",
             tooltip="drop messages as they arrive (counted as discarded, never in df)",
+            # Its whole name on screen: a control that discards says so (the default width
+            # cut it to "Discard inco...").
+            layout=W.Layout(width="max-content", min_width="max-content"),
         )
         self.clear_button = W.Button(description="Clear", icon="eraser")
         self.stop_button = W.Button(description="Stop", icon="stop", button_style="danger")
