@@ -11,7 +11,7 @@ at once to a raw socket, so the publisher is never the bottleneck); the subscrib
 handler) reads them, and the rate is ``n`` over the time from the first message received to
 the last delivered. Rounds alternate off and on; the medians and their ratio are printed,
 with the share delivered (must be 100%). Then ``schema_of`` (``feed.schema()`` on a capture)
-and the sequence check (``feed.gaps()``) are timed on a DataFrame of ``n`` captured rows.
+and ``gaps_of`` (``feed.gaps()`` on a capture) are timed on a DataFrame of ``n`` captured rows.
 """
 
 from __future__ import annotations
@@ -22,9 +22,14 @@ import subprocess
 import sys
 import time
 
-from redis_toolkit_nb import RedisOptions, RedisServer, RedisToolkit, Subscriber, schema_of
-from redis_toolkit_nb._capture import frame_records
-from redis_toolkit_nb._sequence import SequenceTracker
+from redis_toolkit_nb import (
+    RedisOptions,
+    RedisServer,
+    RedisToolkit,
+    Subscriber,
+    gaps_of,
+    schema_of,
+)
 
 CHANNEL = "bench-track"
 
@@ -106,14 +111,12 @@ def captured(n: int) -> None:
     took_schema = time.perf_counter() - start
     assert list(schema["count"]) == [len(data)] * 4, schema
     start = time.perf_counter()
-    tracker = SequenceTracker("seq")
-    for records in frame_records(frame):
-        tracker.observe_batch(records)
+    gaps = gaps_of(frame, "seq").table()
     took_gaps = time.perf_counter() - start
-    assert tracker.totals().missing == 1
+    assert list(gaps["missing"]) == [1], gaps
     print(
         f"captured {len(data):,} rows: schema_of(frame).schema() {took_schema:.2f} s, "
-        f"sequence check (gaps) {took_gaps:.2f} s"
+        f'gaps_of(frame, "seq").table() {took_gaps:.2f} s'
     )
 
 

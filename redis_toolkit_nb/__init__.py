@@ -16,6 +16,7 @@ from ._latency import latency_table
 from ._options import RedisOptions
 from ._replay import ReplaySummary, replay_plan
 from ._schema import SchemaTracker, schema_of
+from ._sequence import SequenceTracker, gaps_of
 from ._stats import SubscriberStats
 from ._subscriber import Subscriber, active_subscribers
 from ._toolkit import RedisToolkit
@@ -52,6 +53,7 @@ __all__ = [
     "ReplaySummary",
     "RequestTimeout",
     "SchemaTracker",
+    "SequenceTracker",
     "SerializationError",
     "ServerBuffer",
     "Subscriber",
@@ -63,6 +65,7 @@ __all__ = [
     "active_subscribers",
     "decode",
     "encode",
+    "gaps_of",
     "latency_table",
     "load_ipython_extension",
     "mask_url",

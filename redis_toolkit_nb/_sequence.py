@@ -65,7 +65,8 @@ class _Channel:
 
 class SequenceTracker:
     """Follows ``field`` (a dotted path into dict payloads: ``"seq"``, ``"meta.seq"``) on
-    every channel; ``events`` holds the newest ``keep`` irregularities, oldest first.
+    every channel; ``events`` holds the newest ``keep`` irregularities (None: all), oldest
+    first.
 
     ``losses()`` returns the times (``time.time()``) the subscriber lost its connection; it is
     asked only when an irregularity is found.
@@ -75,7 +76,7 @@ class SequenceTracker:
         self,
         field: str,
         losses: Callable[[], list[float]] = list,
-        keep: int = 10_000,
+        keep: int | None = 10_000,
     ) -> None:
         self.field = field
         self._path = tuple(field.split("."))
@@ -183,6 +184,22 @@ class SequenceTracker:
                 return True
         return False
 
+    def table(self, tz: str = "UTC") -> Any:
+        """The events as a DataFrame, oldest first (what ``feed.gaps()`` shows): ``time`` (in
+        the time zone ``tz``), ``channel``, ``kind``, ``expected``, ``got``, ``missing`` and
+        ``disconnected``. Imports pandas (only here)."""
+        import pandas as pd
+
+        columns = ["time", "channel", "kind", "expected", "got", "missing", "disconnected"]
+        frame = pd.DataFrame(list(self.events), columns=columns)
+        frame["time"] = pd.to_datetime(
+            frame["time"].astype("float64"), unit="s", utc=True
+        ).dt.tz_convert(tz)
+        for column in ("expected", "got", "missing"):
+            frame[column] = frame[column].astype("int64")
+        frame["disconnected"] = frame["disconnected"].astype(bool)
+        return frame
+
     def totals(self) -> SequenceTotals:
         return SequenceTotals(
             self.gaps,
@@ -199,3 +216,16 @@ class SequenceTracker:
             f"<SequenceTracker {self.field!r}: {t.gaps} gaps ({t.missing} missing), "
             f"{t.duplicates} duplicates, {t.reorders} reordered on {t.channels} channel(s)>"
         )
+
+
+def gaps_of(frame: Any, field: str) -> SequenceTracker:
+    """The sequence check of a captured DataFrame (``feed.df``, ``read_capture(path)``): a
+    ``SequenceTracker`` of ``field`` fed its rows in order; ``.table()`` is then what the live
+    ``feed.gaps()`` showed, and ``.totals()`` its counts. A capture knows no disconnects, so
+    ``disconnected`` is False throughout."""
+    from ._capture import frame_records
+
+    tracker = SequenceTracker(field, keep=None)
+    for records in frame_records(frame):
+        tracker.observe_batch(records)
+    return tracker

@@ -136,6 +136,30 @@ def test_magic_gaps_frame_and_panel(shell, admin):  # noqa: F811
     assert html.index("dropped") < html.index("gaps 1"), "next to the loss counters"
 
 
+def test_gaps_of_a_capture_agree_with_the_live_feed(shell, admin, tmp_path):  # noqa: F811
+    """``gaps_of(frame, field)``: the same table from ``feed.df`` or a re-read export as the
+    live ``feed.gaps()`` (a capture knows no disconnects: that column is False)."""
+    from redis_toolkit_nb import gaps_of, read_capture
+
+    feed = run(shell, "%%rtk_subscribe cap.* --name feed --seq-field seq\n")
+    _publish(admin, "cap.a", 1, 2, 5, 5, 3, 9)
+    _publish(admin, "cap.b", 7, 8, 10)
+    admin.publish("cap.b", "not numbered")
+    wait_until(lambda: feed.stats.delivered == 10, 5, "10 messages")
+    live = feed.gaps()
+    columns = ["channel", "kind", "expected", "got", "missing"]
+    assert len(live) == 5
+    again = read_capture(feed.export(tmp_path / "cap.parquet"))
+    for frame in (feed.df, again):
+        tracker = gaps_of(frame, "seq")
+        captured = tracker.table()
+        assert list(captured.columns) == list(live.columns)
+        assert captured[columns].to_dict("records") == live[columns].to_dict("records")
+        assert (captured["time"] == live["time"]).all()
+        assert tracker.totals() == feed.subscriber.sequence.totals()
+    assert str(gaps_of(feed.df, "seq").table("Europe/Paris")["time"].dtype).endswith("Paris]")
+
+
 def test_magic_without_seq_field(shell, admin):  # noqa: F811
     feed = run(shell, "%%rtk_subscribe nog --name feed\n")
     assert feed.subscriber.sequence is None

@@ -93,20 +93,6 @@ def write_json_lines(frame: pd.DataFrame, path: Any) -> None:
             out.write(orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE))
 
 
-def sequence_frame(events: list[tuple[Any, ...]], tz: str = "UTC") -> pd.DataFrame:
-    """``Subscription.gaps()``: one row per ``SequenceEvent`` (time, channel, kind, expected,
-    got, missing, disconnected)."""
-    columns = ["time", "channel", "kind", "expected", "got", "missing", "disconnected"]
-    frame = pd.DataFrame(events, columns=columns)
-    frame["time"] = pd.to_datetime(
-        frame["time"].astype("float64"), unit="s", utc=True
-    ).dt.tz_convert(tz)
-    for column in ("expected", "got", "missing"):
-        frame[column] = frame[column].astype("int64")
-    frame["disconnected"] = frame["disconnected"].astype(bool)
-    return frame
-
-
 def subscriptions_frame(subs: list[Any]) -> pd.DataFrame:
     """One row per subscription (``%rtk subs``), from the same snapshot its panel shows:
     ``now`` is messages per second over the last second, ``avg`` since the start. Narrow on

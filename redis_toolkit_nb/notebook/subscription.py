@@ -217,7 +217,7 @@ class Subscription:
                 f"{self.name}.gaps(): this subscription does not check sequence numbers; "
                 "start it with --seq-field FIELD (e.g. %%rtk_subscribe ... --seq-field seq)"
             )
-        return frames.sequence_frame(list(tracker.events), self.timezone)
+        return tracker.table(self.timezone)
 
     def latency(self) -> pd.DataFrame:
         """Latency per channel from the ``--latency-field`` stamps: ``channel``, ``count``
