@@ -60,6 +60,9 @@ class Listener:
         self._executor = executor
         self._limit = max_pending
         self._event: asyncio.Event | None = None
+        # The subscriber being started (``start()``), and its start in the executor.
+        self._pending: Subscriber | None = None
+        self._starting: asyncio.Future[Any] | None = None
         self._wake: Callable[[], None] = lambda: None
         # Messages the subscriber handed to the loop (``take()``), including the current batch.
         self._handed = 0
@@ -86,26 +89,45 @@ class Listener:
         self._abandoned = 0
 
     async def start(self) -> Listener:
-        """Subscribe and return once the server confirmed every name."""
+        """Subscribe and return once the server confirmed every name. Cancelling the wait
+        (``wait_for`` around the first ``__anext__``) does not cancel the subscribing: the next
+        call waits for the same one, and ``close()`` stops it (never a second subscriber, never
+        one left running)."""
         if self.subscriber is not None or self._closed:
             return self
         loop = asyncio.get_running_loop()
-        event = self._event = asyncio.Event()
+        if self._starting is None:
+            event = self._event = asyncio.Event()
 
-        def wake() -> None:  # the reader's thread, only while the loop sleeps
-            try:
-                loop.call_soon_threadsafe(event.set)
-            except RuntimeError:  # the loop is closed: nobody is left to wake
-                pass
+            def wake() -> None:  # the reader's thread, only while the loop sleeps
+                try:
+                    loop.call_soon_threadsafe(event.set)
+                except RuntimeError:  # the loop is closed: nobody is left to wake
+                    pass
 
-        tk = self._toolkit
-        options = tk.options.replace(
-            buffer_size=0, decode="raw", queue_size=min(tk.options.queue_size, self._limit)
-        )
-        self._wake = wake
-        sub = Subscriber(tk.client, options=options, external=wake)
-        await loop.run_in_executor(self._executor, sub.start, self._names)
-        self.subscriber = sub
+            tk = self._toolkit
+            options = tk.options.replace(
+                buffer_size=0,
+                decode="raw",
+                queue_size=min(tk.options.queue_size, self._limit),
+                # The loop decodes; the trackers watch the dispatcher's deliveries, and there
+                # is no dispatcher here: off, rather than there and never fed.
+                seq_field=None,
+                latency_field=None,
+                track_schema=False,
+            )
+            self._wake = wake
+            sub = self._pending = Subscriber(tk.client, options=options, external=wake)
+            self._starting = loop.run_in_executor(self._executor, sub.start, self._names)
+        try:
+            await asyncio.shield(self._starting)
+        except asyncio.CancelledError:
+            raise  # the subscribing goes on (see above)
+        except BaseException:
+            self._starting = None  # it failed, and stopped itself
+            raise
+        if self.subscriber is None:
+            self.subscriber = self._pending
         return self
 
     def __aiter__(self) -> Listener:
@@ -139,6 +161,7 @@ class Listener:
                     decoded = self._fallback(channel, payload)
                     if decoded is not None:
                         return decoded
+                    self._run -= 1  # not delivered: by_channel counts deliveries, as in sync
                     continue
                 if self._unwrap is not None and data.__class__ is dict and "__type__" in data:
                     data = self._unwrap(data, payload)
@@ -255,8 +278,10 @@ class Listener:
             return
         self._closed = True
         self._wake()  # a loop waiting in __anext__ wakes up and ends the iteration
+        sub = self.subscriber if self.subscriber is not None else self._pending
+        if sub is not None:
+            sub.stop()  # (also one still subscribing: its start then fails and ends)
         if self.subscriber is not None:
-            self.subscriber.stop()
             # Handed to the loop and never taken: lost to the user, so counted as dropped.
             rest = len(self._batch) - self._index
             self._index = len(self._batch)  # nothing more is taken

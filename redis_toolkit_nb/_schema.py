@@ -215,7 +215,8 @@ class SchemaTracker:
         root = state.root
         # Only dicts so far, and a field every message had: its itemgetter (the first thing
         # run) raises TypeError on a payload that is not a dict, so no type check is needed.
-        trusted = root.types == _DICT_ONLY and next(iter(root.children.values())) in state.always
+        first = next(iter(root.children.values()), None)  # none yet: only {} seen so far
+        trusted = root.types == _DICT_ONLY and first is not None and first in state.always
         if self._scan(root, datas, state.always, updates, whole, trusted) < 0:
             return False
         state.messages += len(datas)

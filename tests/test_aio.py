@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -268,6 +269,7 @@ def test_listen_decodes_by_the_subscribers_rules_and_counts(server, mode):
         elif mode == "json":
             assert got == [{"a": 1}, [1, 2]]
             assert (s.raw_payloads, s.decode_errors, s.delivered) == (0, 2, 2)
+            assert s.by_channel == {"aio:mixed": 2}, "deliveries only, as the sync subscriber's"
         else:
             assert got == [b'{"a": 1}', b"plain text", b"\xff\xfe", b"[1, 2]"]
 
@@ -354,3 +356,41 @@ def test_listen_under_block_loses_nothing_to_a_slow_loop(server):
                 return got
 
     assert asyncio.run(main()) == list(range(total))
+
+
+def test_a_cancelled_first_wait_leaves_one_subscriber_and_close_stops_it(server, admin):
+    """``wait_for`` around the first ``__anext__`` cancels the wait, not the subscribing: the
+    next call waits for the same subscription (never a second one), and closing stops it,
+    even one still subscribing; nothing keeps running."""
+
+    def readers() -> list[str]:
+        return [t.name for t in threading.enumerate() if t.name.startswith("rtk-sub")]
+
+    before = readers()
+
+    async def main() -> None:
+        async with RedisToolkit(url=server.url) as t:
+            stream = t.listen("aio:cancel")
+            for _ in range(3):
+                with pytest.raises(asyncio.TimeoutError):
+                    await asyncio.wait_for(stream.__anext__(), 0.0005)
+            await _until(lambda: admin.pubsub_numsub("aio:cancel")[0][1] == 1, what="subscribed")
+            await t.publisher("aio:cancel", "hello")
+            assert await asyncio.wait_for(stream.__anext__(), 5) == ("aio:cancel", "hello")
+            assert admin.pubsub_numsub("aio:cancel")[0][1] == 1, "one subscription, not four"
+            await stream.aclose()
+            # Closed while still subscribing: stopped all the same.
+            late = t.listen("aio:cancel-2")
+            with pytest.raises(asyncio.TimeoutError):
+                await asyncio.wait_for(late.__anext__(), 0.0005)
+            await late.aclose()
+
+    asyncio.run(main())
+    assert admin.pubsub_numsub("aio:cancel", "aio:cancel-2") == [
+        (b"aio:cancel", 0),
+        (b"aio:cancel-2", 0),
+    ]
+    wait_until_threads = time.monotonic() + 5
+    while readers() != before and time.monotonic() < wait_until_threads:
+        time.sleep(0.05)
+    assert readers() == before

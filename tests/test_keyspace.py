@@ -137,3 +137,24 @@ def test_without_config_permission_it_says_what_to_ask_and_subscribes(
         assert set(_flags(admin)) == {"A", "K"}  # the owner's setting: not ours to restore
     finally:
         admin.execute_command("ACL", "DELUSER", "ksnoconf")
+
+
+def test_one_hold_per_server_whatever_the_database_and_none_left_by_a_failure(server, keyspace_off):
+    """The setting is the server's: holds through ``/0`` and ``/1`` are one hold, so the
+    first to stop does not restore it under the other. An acquire that fails (unreachable)
+    leaves no hold behind."""
+    from redis_toolkit_nb.notebook import keyspace
+
+    admin = keyspace_off
+    a, said = keyspace.acquire(f"{server.url[:-2]}/0", {"K", "g"})
+    assert "enabled" in said and set(_flags(admin)) == {"g", "K"}
+    b, said = keyspace.acquire(f"{server.url[:-2]}/1", {"K", "g"})
+    assert b is a and "already" in said
+    assert keyspace.release(a) is None, "the other database's subscription still runs"
+    assert set(_flags(admin)) == {"g", "K"}
+    assert "restored" in keyspace.release(b) and _flags(admin) == ""
+
+    before = dict(keyspace._settings)
+    with pytest.raises(redis.ConnectionError):
+        keyspace.acquire("redis://127.0.0.1:1/0", {"K", "g"})
+    assert keyspace._settings == before

@@ -298,3 +298,16 @@ def test_every_tracker_by_batch_counts_what_one_by_one_would(server, admin):
             ("seq", "int", len(numbers)),
             ("ts", "float|bool", len(numbers)),
         ]
+
+
+def test_a_channel_that_starts_with_empty_dicts_is_still_followed():
+    """``{}`` first (no field yet), then fields: tracked from their first message on (the
+    fast path once looked at a first field that did not exist, and the tracker went blind)."""
+    from redis_toolkit_nb import SchemaTracker
+
+    tracker = SchemaTracker()
+    tracker.observe_batch([(1.0, "c", None, {}, 2)], "c")
+    tracker.observe_batch([(2.0, "c", None, {}, 2), (2.0, "c", None, {"a": 1}, 8)], "c")
+    tracker.observe_batch([(3.0, "c", None, {"a": 2}, 8)] * 3, "c")
+    assert [(r[1], r[2], r[3]) for r in tracker.rows()] == [("a", "int", 4)]
+    assert [(e.field, e.change) for e in tracker.events] == [("a", "appeared")]

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 import redis
 from IPython.core.error import UsageError
+from redis.connection import parse_url
 
 from .. import RedisToolkit
 from .parsing import MagicParser
@@ -79,41 +80,61 @@ def _read(client: redis.Redis) -> str:
 def acquire(url: str, needed: set[str]) -> tuple[_Setting, str]:
     """Make sure the server at ``url`` sends the ``needed`` notifications (see the module);
     returns the hold (give it to ``release``) and what to tell the user."""
+    key = _server(url)
     with _lock:
-        setting = _settings.get(url)
+        setting = _settings.get(key)
         if setting is None:
-            setting = _settings[url] = _Setting(RedisToolkit(url=url))
+            setting = _settings[key] = _Setting(RedisToolkit(url=url))
         setting.users += 1
-        client, where = setting.toolkit.client, setting.toolkit.url
-        want = spell(needed)
         try:
-            current = _read(client)
-        except redis.ResponseError as exc:
-            return setting, (
-                f"cannot read {SETTING} on the server at {where} (CONFIG GET refused: "
-                f"{setting.toolkit.scrub(exc)}): if it lacks {want}, nothing arrives until the "
-                f"server's owner runs CONFIG SET {SETTING} {want} (or adds these flags to its "
-                "setting); subscribed anyway"
-            )
-        if needed <= expand(current):
-            return setting, f"{SETTING} is already {current!r} on the server at {where}"
-        value = spell(expand(current) | needed)
-        try:
-            client.config_set(SETTING, value)
-        except redis.ResponseError as exc:
-            return setting, (
-                f"{SETTING} is {current!r} on the server at {where}, and this user may not "
-                f"change it (CONFIG SET refused: {setting.toolkit.scrub(exc)}): nothing arrives "
-                f"until the server's owner runs CONFIG SET {SETTING} {want} (or adds "
-                f"{spell(needed - expand(current))} to its setting); subscribed anyway"
-            )
-        if setting.previous is None:
-            setting.previous = current
-        setting.ours = _read(client)
+            return _enable(setting, needed)
+        except BaseException:
+            # Unreachable, timed out...: no hold is left behind (the last one still restores).
+            setting.users -= 1
+            if setting.users == 0 and setting.previous is None:
+                del _settings[key]
+                setting.toolkit.close()
+            raise
+
+
+def _server(url: str) -> tuple[Any, ...]:
+    """Which server ``url`` names: the setting is the server's, whatever the database."""
+    kwargs = parse_url(url)
+    return (kwargs.get("host", "localhost"), kwargs.get("port", 6379), kwargs.get("path"))
+
+
+def _enable(setting: _Setting, needed: set[str]) -> tuple[_Setting, str]:
+    """Read the setting and add what is ``needed`` (``acquire``'s lock held)."""
+    client, where = setting.toolkit.client, setting.toolkit.url
+    want = spell(needed)
+    try:
+        current = _read(client)
+    except redis.ResponseError as exc:
         return setting, (
-            f"enabled keyspace notifications on the server at {where}: {SETTING} "
-            f"{current!r} -> {setting.ours!r} (restored when the keyspace subscription stops)"
+            f"cannot read {SETTING} on the server at {where} (CONFIG GET refused: "
+            f"{setting.toolkit.scrub(exc)}): if it lacks {want}, nothing arrives until the "
+            f"server's owner runs CONFIG SET {SETTING} {want} (or adds these flags to its "
+            "setting); subscribed anyway"
         )
+    if needed <= expand(current):
+        return setting, f"{SETTING} is already {current!r} on the server at {where}"
+    value = spell(expand(current) | needed)
+    try:
+        client.config_set(SETTING, value)
+    except redis.ResponseError as exc:
+        return setting, (
+            f"{SETTING} is {current!r} on the server at {where}, and this user may not "
+            f"change it (CONFIG SET refused: {setting.toolkit.scrub(exc)}): nothing arrives "
+            f"until the server's owner runs CONFIG SET {SETTING} {want} (or adds "
+            f"{spell(needed - expand(current))} to its setting); subscribed anyway"
+        )
+    if setting.previous is None:
+        setting.previous = current
+    setting.ours = _read(client)
+    return setting, (
+        f"enabled keyspace notifications on the server at {where}: {SETTING} "
+        f"{current!r} -> {setting.ours!r} (restored when the keyspace subscription stops)"
+    )
 
 
 def release(setting: _Setting) -> str | None:
@@ -122,9 +143,9 @@ def release(setting: _Setting) -> str | None:
         setting.users -= 1
         if setting.users > 0:
             return None
-        for url, held in list(_settings.items()):
+        for key, held in list(_settings.items()):
             if held is setting:
-                del _settings[url]
+                del _settings[key]
         tk, previous, setting.previous = setting.toolkit, setting.previous, None
         try:
             if previous is None:
