@@ -90,7 +90,10 @@ def frame_records(frame: Any, size: int = 512) -> Iterator[list[tuple[float, Any
     collector busy for seconds.)"""
     import pandas as pd
 
-    times = (pd.to_datetime(frame["time"], utc=True).astype("int64") / 1e9).tolist()
+    # Seconds whatever the column's resolution (pandas may build it in us, not ns).
+    times = (
+        pd.to_datetime(frame["time"], utc=True).dt.as_unit("ns").astype("int64") / 1e9
+    ).tolist()
     columns = frame.columns
     patterns = frame["pattern"].tolist() if "pattern" in columns else repeat(None)
     sizes = frame["size"].tolist() if "size" in columns else repeat(0)

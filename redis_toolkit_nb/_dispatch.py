@@ -380,7 +380,9 @@ class Dispatcher:
         buffer_append = self._buffer.append if self._buffer is not None else None
         handler = self._handler
         on_message = self._on_message
-        by_channel = self.by_channel
+        # This batch's counts per channel, added to ``by_channel`` once the trackers have seen
+        # the batch: a count read elsewhere (``expect``) never runs ahead of the trackers.
+        by_channel: dict[Any, int] = {}
         raw = mode == "raw"
         observers = self._observe
         records: list[Record] = []
@@ -476,6 +478,9 @@ class Dispatcher:
                     observe(records, one)
                 except Exception as exc:  # noqa: BLE001 - a tracker's bug must not stop delivery
                     self._error_log.emit("a tracker failed on %d messages: %r", len(records), exc)
+        totals = self.by_channel
+        for channel, count in by_channel.items():
+            totals[channel] = totals.get(channel, 0) + count
         return delivered, failed
 
     def _stop_on(self, exc: BaseException) -> None:

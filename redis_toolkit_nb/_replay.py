@@ -7,6 +7,7 @@ records ``(time, channel, pattern, data, size)``) into steps;
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -178,4 +179,7 @@ def _quantile(ordered: list[float], q: float) -> float | None:
     """The ``q`` quantile of sorted values (nearest rank), None if there are none."""
     if not ordered:
         return None
-    return ordered[min(len(ordered) - 1, max(0, round(q * len(ordered) + 0.5) - 1))]
+    # The smallest value with at least q of them at or below it: rank ceil(q * n), 1-based
+    # (a tiny slack keeps 0.99 * 100 from rounding up past 99).
+    rank = math.ceil(q * len(ordered) - 1e-9)
+    return ordered[min(len(ordered) - 1, max(0, rank - 1))]

@@ -445,7 +445,8 @@ class SchemaTracker:
             events = list(self.events)
         frame = pd.DataFrame(events, columns=list(SchemaEvent._fields), dtype=object)
         frame["time"] = _times(pd, frame["time"], tz)
-        return frame
+        # Oldest first: a batch of several channels is checked channel by channel.
+        return frame.sort_values("time", kind="stable", ignore_index=True)
 
     def __repr__(self) -> str:
         t = self.totals()

@@ -86,3 +86,23 @@ def test_explain_flags_double_delivery_and_the_server_counts_it(shell, admin):  
     assert run(shell, "%rtk explain nobody.here").copies() == {}
     with pytest.raises(UsageError, match="usage: %rtk explain CHANNEL"):
         run(shell, "%rtk explain")
+
+
+def test_a_refused_shardnumsub_is_said_not_taken_for_an_old_server(server, admin):
+    """An ACL that refuses ``PUBSUB SHARDNUMSUB`` gives None *and a note saying why*, never a
+    silent None (which means: a server before 7.0)."""
+    from redis_toolkit_nb import RedisToolkit
+    from redis_toolkit_nb.notebook.explain import explain
+
+    admin.execute_command(
+        "ACL", "SETUSER", "nosharded", "on", ">pw", "~*", "&*", "+@all", "-pubsub|shardnumsub"
+    )
+    kw = admin.connection_pool.connection_kwargs
+    try:
+        with RedisToolkit(url=f"redis://nosharded:pw@{kw['host']}:{kw['port']}/0") as tk:
+            found = explain(tk, {}, "orders")
+        assert found.shardnumsub is None
+        (note,) = [n for n in found.notes if "SHARDNUMSUB" in n]
+        assert "refused" in note and "pw" not in repr(found)
+    finally:
+        admin.execute_command("ACL", "DELUSER", "nosharded")

@@ -4,6 +4,7 @@ reordering per channel on real traffic, and tell a gap a disconnect caused."""
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 import redis
@@ -169,3 +170,29 @@ def test_magic_without_seq_field(shell, admin):  # noqa: F811
         feed.gaps()
     with pytest.raises(UsageError, match="seq_field"):
         run(shell, "%%rtk_subscribe nog --name feed2 --seq-field a..b\n")
+
+
+def test_counts_never_run_ahead_of_the_trackers(server, admin, monkeypatch):
+    """``by_channel`` (what ``expect(channel=..., no_gaps=True)`` waits on) counts a batch only
+    once the trackers have seen it: when it shows all three messages, the gap is known. (A
+    tracker slowed down here makes the window wide enough to see.)"""
+    from redis_toolkit_nb._sequence import SequenceTracker
+
+    observe = SequenceTracker.observe_batch
+
+    def slowly(self, records, channel=None):
+        time.sleep(0.3)
+        observe(self, records, channel)
+
+    monkeypatch.setattr(SequenceTracker, "observe_batch", slowly)
+    with RedisToolkit(url=server.url) as tk:
+        sub = Subscriber(tk.client, options=RedisOptions(seq_field="seq"))
+        sub.start(["ahead"])
+        try:
+            _publish(admin, "ahead", 1, 2, 4)
+            deadline = time.monotonic() + 10
+            while sub.stats.by_channel.get("ahead", 0) < 3 and time.monotonic() < deadline:
+                time.sleep(0.001)
+            assert sub.sequence.totals().gaps == 1, "counted before the tracker saw the gap"
+        finally:
+            sub.stop(2.0)

@@ -215,3 +215,20 @@ def test_magic_without_latency_field_and_bad_stamps(shell):  # noqa: F811
         run(shell, "%rtk_publish --stamp ts nolat [1, 2]")
     with pytest.raises(UsageError, match="--stamp"):
         run(shell, "%rtk_publish --stamp nolat")
+
+
+def test_percentiles_are_nearest_rank():
+    """p50 and p99 are nearest-rank percentiles (rank ceil(q*n)): of latencies 1..100 ms, p99
+    is 99 ms, not the max; of 2 values, p50 is the lower."""
+    from redis_toolkit_nb._latency import LatencyTracker
+
+    tracker = LatencyTracker("ts")
+    for i in range(1, 101):
+        tracker.observe((1000.0 + i / 1000, "c", None, {"ts": 1000.0}, 0))
+    (row,) = tracker.summary()
+    assert (round(row.p50 * 1000, 6), round(row.p99 * 1000, 6)) == (50.0, 99.0)
+    assert round(row.max * 1000, 6) == 100.0
+    pair = LatencyTracker("ts")
+    for i in (1, 2):
+        pair.observe((1000.0 + i / 1000, "c", None, {"ts": 1000.0}, 0))
+    assert round(pair.summary()[0].p50 * 1000, 6) == 1.0

@@ -311,3 +311,26 @@ def test_a_channel_that_starts_with_empty_dicts_is_still_followed():
     tracker.observe_batch([(3.0, "c", None, {"a": 2}, 8)] * 3, "c")
     assert [(r[1], r[2], r[3]) for r in tracker.rows()] == [("a", "int", 4)]
     assert [(e.field, e.change) for e in tracker.events] == [("a", "appeared")]
+
+
+def test_a_hand_built_capture_in_microseconds_gives_true_times_oldest_first():
+    """A DataFrame built by hand (pandas may keep its times in microseconds, not ns): its
+    drift events have their real times, listed oldest first across channels."""
+    import pandas as pd
+
+    from redis_toolkit_nb import gaps_of, schema_of
+
+    t0 = pd.Timestamp("2026-11-30 10:00:00", tz="UTC")
+    rows = [
+        (t0, "a", {"x": 1, "seq": 1}),
+        (t0 + pd.Timedelta(seconds=1), "b", {"y": 1}),
+        (t0 + pd.Timedelta(seconds=2), "b", {"y": "s"}),
+        (t0 + pd.Timedelta(seconds=3), "a", {"x": "s", "seq": 3}),
+    ]
+    frame = pd.DataFrame(rows, columns=["time", "channel", "data"])
+    frame["time"] = frame["time"].dt.as_unit("us")
+    changes = schema_of(frame).schema_changes()
+    assert list(zip(changes["channel"], changes["field"], strict=True)) == [("b", "y"), ("a", "x")]
+    assert list(changes["time"]) == [t0 + pd.Timedelta(seconds=2), t0 + pd.Timedelta(seconds=3)]
+    (gap,) = gaps_of(frame, "seq").table().itertuples()
+    assert gap.time == t0 + pd.Timedelta(seconds=3) and gap.missing == 1

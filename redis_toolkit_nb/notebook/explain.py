@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from html import escape
 from typing import Any
 
+import redis
 from redis.crc import key_slot
 
 from .. import RedisToolkit
@@ -44,7 +45,8 @@ class Explanation:
     #: in it), and unique patterns (``PUBSUB NUMPAT``): on a cluster, summed over the nodes.
     numsub: int
     numpat: int
-    #: Subscribers of it as a sharded channel (``PUBSUB SHARDNUMSUB``); None before Redis 7.
+    #: Subscribers of it as a sharded channel (``PUBSUB SHARDNUMSUB``); None before Redis 7,
+    #: or when the server refused it (a note then says so).
     shardnumsub: int | None
     #: On a cluster: its slot and the node owning it (where SPUBLISH goes); else None.
     slot: int | None = None
@@ -137,20 +139,27 @@ def explain(tk: RedisToolkit, subscriptions: dict[str, Any], channel: str) -> Ex
         clients = [cluster.client(addr) for addr in cluster.map.nodes]
     numsub = numpat = 0
     shardnumsub: int | None = 0
+    refused = ""
     for client in clients:
         numsub += _count(client.execute_command("PUBSUB", "NUMSUB", channel))
         numpat += int(client.execute_command("PUBSUB", "NUMPAT"))
         if shardnumsub is not None:
             try:
                 shardnumsub += _count(client.execute_command("PUBSUB", "SHARDNUMSUB", channel))
-            except Exception:  # noqa: BLE001 - before Redis 7.0: no sharded Pub/Sub
+            except redis.ResponseError as exc:
+                # Before Redis 7.0 there is no such subcommand; anything else (an ACL
+                # refusal) is said, never shown as "no sharded Pub/Sub".
                 shardnumsub = None
+                if "unknown subcommand" not in str(exc).lower():
+                    refused = f"SHARDNUMSUB unknown: the server refused it ({tk.scrub(exc)})"
     slot = node = None
     if cluster is not None:
         slot = key_slot(channel.encode())
         owner = cluster.map.owner(slot)
         node = f"{owner[0]}:{owner[1]}" if owner else None
     notes = _notes(receivers, channel, numpat, len(clients), cluster is not None)
+    if refused:
+        notes = (*notes, refused)
     return Explanation(
         channel, tuple(receivers), numsub, numpat, shardnumsub, slot, node, len(clients), notes
     )
