@@ -68,7 +68,7 @@ class _Setting:
     ours: str | None = None  # the value this kernel set, as the server reports it
 
 
-_settings: dict[str, _Setting] = {}
+_settings: dict[tuple[Any, ...], _Setting] = {}
 _lock = threading.Lock()
 
 
