@@ -25,6 +25,7 @@ from concurrent.futures import Executor
 from typing import Any
 
 from . import _codec as codec
+from ._dispatch import remember_name
 from ._ratelimit import RateLimitedLog
 from ._stats import SubscriberStats
 from ._subscriber import Subscriber
@@ -34,8 +35,6 @@ logger = logging.getLogger("redis_toolkit_nb")
 #: Kept for callers of ``listen(max_pending=...)``: the batches of the subscriber's queue a
 #: slow loop lets wait, at most, in messages (``queue_size`` when smaller).
 DEFAULT_PENDING = 16_384
-# Channel and pattern names decoded and remembered (the cache is reset past this size).
-_NAME_CACHE_LIMIT = 10_000
 
 
 class Listener:
@@ -193,14 +192,7 @@ class Listener:
         return False
 
     def _name(self, raw: bytes) -> str | bytes:
-        try:
-            name: str | bytes = raw.decode("utf-8")
-        except UnicodeDecodeError:
-            name = raw  # a non-UTF-8 name stays bytes, exactly as published
-        if len(self._text) >= _NAME_CACHE_LIMIT:
-            self._text.clear()
-        self._text[raw] = name
-        return name
+        return remember_name(self._text, raw)
 
     def _count_pattern(self, pb: bytes, cb: bytes) -> None:
         pattern = self._text.get(pb)

@@ -45,6 +45,19 @@ _NAME_CACHE_LIMIT = 10_000
 _HALT_GRACE = 1.0
 
 
+def remember_name(names: dict[bytes, str | bytes], raw: bytes) -> str | bytes:
+    """A channel or pattern name as delivered (``str``; ``bytes`` only when not UTF-8, exactly
+    as published), remembered in ``names`` (reset if it ever grows past its limit)."""
+    try:
+        name: str | bytes = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        name = raw
+    if len(names) >= _NAME_CACHE_LIMIT:
+        names.clear()
+    names[raw] = name
+    return name
+
+
 class HandlerFailure(tuple):
     """(time, channel, data, exception, formatted traceback) of a handler that raised."""
 
@@ -490,14 +503,7 @@ class Dispatcher:
         self.fatal = exc
 
     def _name(self, raw: bytes) -> str | bytes:
-        try:
-            name: str | bytes = raw.decode("utf-8")
-        except UnicodeDecodeError:
-            name = raw  # a non-UTF-8 name stays bytes, exactly as published
-        if len(self._names) >= _NAME_CACHE_LIMIT:
-            self._names.clear()
-        self._names[raw] = name
-        return name
+        return remember_name(self._names, raw)
 
     def _handler_failed(
         self, t: float, channel: Any, data: Any, exc: BaseException, count: bool = True
