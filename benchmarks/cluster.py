@@ -30,7 +30,7 @@ import sys
 import time
 from typing import Any
 
-from benchmarks.run import PAYLOAD, ROOT
+from benchmarks.run import PAYLOAD, spawn_worker
 
 IDLE = 2.0  # seconds without a message after which a subscriber reports what it got
 
@@ -122,18 +122,7 @@ def one_run(cluster: Any, channels: dict[int, str], contender: str, n: int) -> d
         "channels": list(channels.values()),
         "n": n * len(channels),
     }
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "benchmarks.cluster", "--worker", json.dumps(spec)],
-        cwd=ROOT,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stdout is not None
-    if proc.stdout.readline().strip() != "READY":
-        proc.kill()
-        raise RuntimeError(f"{contender} failed: {proc.communicate()[1][-2000:]}")
+    proc = spawn_worker("benchmarks.cluster", spec, contender, stdin=subprocess.DEVNULL)
     command = "spublish" if sharded else "publish"
     exe = shutil.which("redis-benchmark") or sys.exit("redis-benchmark is not on PATH")
     t0 = time.monotonic()

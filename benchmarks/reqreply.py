@@ -31,7 +31,7 @@ from typing import Any
 import orjson
 import redis
 
-from benchmarks.run import ROOT, bench_cmd
+from benchmarks.run import bench_cmd, spawn_worker
 from redis_toolkit_nb import RedisServer
 
 REQ_CHANNEL = "bench:req"
@@ -197,19 +197,7 @@ def request_redispy(url: str, n: int) -> float:
 
 # ---- harness ---------------------------------------------------------------------------------
 def spawn(spec: dict[str, Any]) -> subprocess.Popen[str]:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "benchmarks.reqreply", "--worker", json.dumps(spec)],
-        cwd=ROOT,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stdout is not None
-    if proc.stdout.readline().strip() != "READY":
-        proc.kill()
-        raise RuntimeError(f"worker {spec['kind']} failed: {proc.communicate()[1][-2000:]}")
-    return proc
+    return spawn_worker("benchmarks.reqreply", spec, f"worker {spec['kind']}")
 
 
 def finish(proc: subprocess.Popen[str], timeout: float) -> dict[str, Any]:

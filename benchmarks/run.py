@@ -85,6 +85,26 @@ class Row:
 
 
 # ---- helpers ---------------------------------------------------------------------------------
+def spawn_worker(
+    module: str, spec: dict[str, Any], what: str, stdin: int = subprocess.PIPE
+) -> subprocess.Popen[str]:
+    """``python -m module --worker SPEC`` in a fresh process, returned once it printed
+    ``READY`` (its subscription confirmed); ``what`` names it if it fails first."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", module, "--worker", json.dumps(spec)],
+        cwd=ROOT,
+        stdin=stdin,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    if proc.stdout.readline().strip() != "READY":
+        proc.kill()
+        raise RuntimeError(f"{what} failed: {proc.communicate()[1][-2000:]}")
+    return proc
+
+
 def bench_cmd(srv: RedisServer, n: int, channel: str, payload: str = PAYLOAD) -> list[str]:
     """redis-benchmark arguments: one connection, 64 commands per write. Arguments after the
     options are sent as the command, each one a separate RESP bulk string (no shell quoting
