@@ -1,5 +1,6 @@
 """The benchmark harnesses run end to end (``--quick``: small sizes, one round) and print every
-row of their tables: ``benchmarks.run``, ``benchmarks.reqreply`` and ``benchmarks.cluster``.
+row of their tables: ``benchmarks.run``, ``benchmarks.reqreply`` and ``benchmarks.cluster``;
+``benchmarks.tracking`` on a small burst.
 The full runs, and their figures, stay out of the test suite."""
 
 from __future__ import annotations
@@ -49,11 +50,16 @@ ROWS = [
 
 
 def quick(module: str, *args: str) -> str:
-    """Run ``python -m benchmarks.<module> --quick ARGS`` (no inherited REDIS_URL: each
-    harness starts its own servers); assert it succeeded; return what it printed."""
+    """Run ``python -m benchmarks.<module> --quick ARGS``: see ``harness``."""
+    return harness(module, "--quick", *args)
+
+
+def harness(module: str, *args: str) -> str:
+    """Run ``python -m benchmarks.<module> ARGS`` (no inherited REDIS_URL: each harness
+    starts its own servers); assert it succeeded; return what it printed."""
     env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
     proc = subprocess.run(
-        [sys.executable, "-m", f"benchmarks.{module}", "--quick", *args],
+        [sys.executable, "-m", f"benchmarks.{module}", *args],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -129,3 +135,11 @@ def test_quick_cluster_benchmark_prints_every_row():
     assert all("| 100.0% |" in row for row in rows), out
     assert "load average (1 min) at start" in out
     assert "toolkit / redis-py ClusterPubSub (sharded)" in out
+
+
+def test_the_tracking_benchmark_runs():
+    """``benchmarks/tracking.py`` end to end on a small burst: every message delivered, the
+    ratio printed, the captured-rows timings printed (its own assertions check the counts)."""
+    out = harness("tracking", "-n", "20000", "--rounds", "1")
+    assert "worst delivered 100.0%" in out, out
+    assert "on/off" in out and "captured 19,999 rows: schema_of" in out

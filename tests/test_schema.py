@@ -5,11 +5,7 @@ agree with ``schema_of`` on the captured DataFrame."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
 import redis
@@ -253,25 +249,6 @@ def test_magic_without_schema(shell, admin):  # noqa: F811
     for call in (feed.schema, feed.schema_changes, lambda: feed.json_schema("nos")):
         with pytest.raises(ValueError, match="without --no-schema"):
             call()
-
-
-def test_the_tracking_benchmark_runs():
-    """``benchmarks/tracking.py`` end to end on a small burst: every message delivered, the
-    ratio printed, the captured-rows timings printed (its own assertions check the counts)."""
-    root = Path(__file__).resolve().parent.parent
-    env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
-    env["PYTHONPATH"] = str(root)
-    proc = subprocess.run(
-        [sys.executable, "-m", "benchmarks.tracking", "-n", "20000", "--rounds", "1"],
-        cwd=root,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=240,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "worst delivered 100.0%" in proc.stdout, proc.stdout
-    assert "on/off" in proc.stdout and "captured 19,999 rows: schema_of" in proc.stdout
 
 
 def test_every_tracker_by_batch_counts_what_one_by_one_would(server, admin):
